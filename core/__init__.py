@@ -1,0 +1,78 @@
+"""PSPNet Studio's engine: the narrow public API that app/, the CLI and the tests use.
+
+Names are imported lazily (on first use), so ``import core`` stays cheap and a GUI that only
+needs the class table does not pay for every module. core never imports Qt, pyqtgraph or app.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # settings, model, loss
+    "ModelConfig": "core.config",
+    "save_config": "core.config",
+    "load_config": "core.config",
+    "PSPNet": "core.model",
+    "PSPNetOutput": "core.model",
+    "Internals": "core.model",
+    "PyramidLevel": "core.model",
+    "pspnet_loss": "core.loss",
+    "LossParts": "core.loss",
+    "IGNORE_INDEX": "core.loss",
+    "ClassTable": "core.classes",
+    "atomic_write": "core.atomic",
+    "atomic_write_bytes": "core.atomic",
+    # errors
+    "StudioError": "core.errors",
+    "ImageReadError": "core.errors",
+    "MaskError": "core.errors",
+    "DatasetError": "core.errors",
+    "CheckpointError": "core.errors",
+    "TrainingError": "core.errors",
+    "Cancelled": "core.errors",
+    # checkpoints and importers
+    "load_model": "core.weights",
+    "save_checkpoint": "core.weights",
+    "LoadedModel": "core.weights",
+    "LoadReport": "core.weights",
+    "fetch_backbone_weights": "core.weights",
+    "build_model": "core.weights",
+    # images, masks, data sets
+    "read_image": "core.data.io",
+    "read_mask": "core.data.io",
+    "write_mask": "core.data.io",
+    "open_dataset": "core.data.datasets",
+    "SegmentationDataset": "core.data.datasets",
+    "ClassRemap": "core.data.remap",
+    "TrainAugment": "core.data.augment",
+    "write_demo_project": "core.data.synthetic",
+    "generate_scene": "core.data.synthetic",
+    # metrics, inference, training
+    "ConfusionMatrix": "core.metrics",
+    "SegMetrics": "core.metrics",
+    "Predictor": "core.infer",
+    "Prediction": "core.infer",
+    "TrainConfig": "core.train",
+    "TrainProgress": "core.train",
+    "TrainResult": "core.train",
+    "train": "core.train",
+    "finetune": "core.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
