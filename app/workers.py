@@ -1,0 +1,152 @@
+"""Run core's generator jobs off the GUI thread: progress, result, error, cancel.
+
+A :class:`TaskRunner` is a serial queue: it runs one job at a time on its own thread pool (one
+thread), so that inference jobs never compete with each other for the CPU and the model is
+never used by two threads at once. Each job is a superqt ``GeneratorWorker``: every ``yield`` of
+the generator is a progress report and a cancel point; the generator also gets a ``cancel``
+callable (core's generators check it between stages) so that a long step can stop early.
+
+Widgets are touched only from the signals of :class:`Task`, which live on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Generator
+
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
+from superqt.utils import GeneratorWorker
+
+import core
+
+JobFn = Callable[..., Generator[Any, Any, Any]]
+
+
+class Task(QObject):
+    """One submitted job, seen from the GUI thread.
+
+    ``progress`` carries what the generator yields (a float 0..1, or any record such as
+    ``TrainProgress``); exactly one of ``succeeded`` / ``failed`` / ``cancelled`` follows, then
+    ``done``."""
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)  # the exception
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, name: str, fn: JobFn, args: tuple, kwargs: dict, parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self._cancel = threading.Event()
+        self._finished = False
+        self.started_at: float | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.worker = GeneratorWorker(fn, *args, cancel=self._cancel.is_set, **kwargs)
+        self.worker.started.connect(self._on_started)
+        self.worker.yielded.connect(self._on_yielded)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+
+    # --- control (GUI thread) ---
+    def cancel(self) -> None:
+        """Ask the job to stop; ``cancelled`` is emitted when it has."""
+        self._cancel.set()
+        self.worker.quit()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def is_finished(self) -> bool:
+        return self._finished
+
+    # --- worker signals, delivered on the GUI thread ---
+    @Slot()
+    def _on_started(self) -> None:
+        self.started_at = time.perf_counter()
+
+    @Slot(object)
+    def _on_yielded(self, value: Any) -> None:
+        if not self._cancel.is_set():
+            self.progress.emit(value)
+
+    @Slot(object)
+    def _on_returned(self, value: Any) -> None:
+        self.result = value
+
+    @Slot(object)
+    def _on_errored(self, exc: BaseException) -> None:
+        self.error = exc
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self._finished = True
+        if self._cancel.is_set() or isinstance(self.error, core.Cancelled):
+            self.cancelled.emit()
+        elif self.error is not None:
+            self.failed.emit(self.error)
+        else:
+            self.succeeded.emit(self.result)
+        self.done.emit()
+
+
+class TaskRunner(QObject):
+    """A serial queue of generator jobs on one background thread."""
+
+    busyChanged = Signal(bool)
+
+    def __init__(self, name: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._pool.setExpiryTimeout(-1)  # keep the thread: starting one per job costs time
+        self._tasks: list[Task] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    def submit(self, name: str, fn: JobFn, *args: Any, **kwargs: Any) -> Task:
+        """Queue ``fn(*args, cancel=..., **kwargs)`` (a generator function); returns its Task.
+
+        The job may start at once, but its signals are queued to the GUI thread, so connecting
+        to them right after this call misses nothing."""
+        task = Task(name, fn, args, kwargs, self)
+        was_busy = self.busy
+        self._tasks.append(task)
+        task.done.connect(lambda t=task: self._forget(t))
+        self._pool.start(task.worker)
+        if not was_busy:
+            self.busyChanged.emit(True)
+        return task
+
+    def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _forget(self, task: Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+            task.deleteLater()
+            if not self._tasks:
+                self.busyChanged.emit(False)
+
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Cancel everything and wait for the thread to finish (call before the window closes).
+
+        Returns False if a job did not stop within the timeout (it is then still running)."""
+        self.cancel_all()  # queued jobs then stop before their first step
+        return self._pool.waitForDone(timeout_ms)
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        return self._pool.waitForDone(timeout_ms)
