@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "LoadReport": "core.weights",
     "fetch_backbone_weights": "core.weights",
     "build_model": "core.weights",
+    "load_backbone": "core.weights",
     # images, masks, data sets
     "read_image": "core.data.io",
     "read_mask": "core.data.io",
@@ -60,6 +61,16 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "core.train",
     "train": "core.train",
     "finetune": "core.train",
+    # mask correction and the project folder
+    "LabelMask": "core.labels",
+    "Region": "core.labels",
+    "Edit": "core.labels",
+    "StrokeJournal": "core.journal",
+    "Project": "core.project",
+    "ImageEntry": "core.project",
+    "CheckpointEntry": "core.project",
+    "RecoveryResult": "core.project",
+    "UnreadableMaskError": "core.project",
 }
 
 __all__ = sorted(_EXPORTS)

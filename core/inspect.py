@@ -153,5 +153,25 @@ def top_k_at(probs: np.ndarray, y: int, x: int, k: int = 3) -> list[tuple[int, f
     return [(int(c), float(p[c])) for c in order]
 
 
+def available_devices() -> list[str]:
+    """The devices a model can run on here: "cpu" and each CUDA GPU ("cuda:0", ...)."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return devices
+
+
+def device_name(device: str) -> str:
+    """A readable name for a device string ("CPU", "cuda:0 - NVIDIA H100 ...")."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} - {torch.cuda.get_device_name(torch.device(device))}"
+    return "CPU" if device == "cpu" else device
+
+
 __all__ = ["as_chw", "to_uint8", "channel_map", "mean_abs_activation", "top_channels", "PCABasis", "fit_pca",
-           "pca_rgb", "ChangeMap", "change_map", "class_shares", "top_k_at"]
+           "pca_rgb", "ChangeMap", "change_map", "class_shares", "top_k_at",
+           "available_devices", "device_name"]

@@ -5,4 +5,3 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("PSPNET_STUDIO_OFFLINE", "1")

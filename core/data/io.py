@@ -293,7 +293,8 @@ def _to_rgb(a: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _decode_pillow(raw: bytes) -> np.ndarray:
-    """Fallback for formats OpenCV lacks; returns an OpenCV-like array (BGR/BGRA/grey)."""
+    """Fallback for formats this OpenCV build cannot decode (e.g. GIF, ICO, TGA in some builds);
+    returns an OpenCV-like array (BGR/BGRA/grey)."""
     with Image.open(io.BytesIO(raw)) as im:
         im.load()  # raises on truncated data (LOAD_TRUNCATED_IMAGES is left at its default)
         if im.mode in ("I;16", "I;16B", "I;16L"):
@@ -326,6 +327,9 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         cv_msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
     else:
         cv_msg = "OpenCV could not decode it"
+    if a is None and head.format in ("PNG", "JPEG"):
+        # no second opinion: Pillow skips PNG CRCs and tolerates broken JPEG data
+        raise ImageReadError(f"{path}: cannot decode this {head.format} file: it is corrupt ({cv_msg})")
     if a is None:
         try:
             a = _decode_pillow(raw)

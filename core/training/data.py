@@ -46,9 +46,16 @@ class Batch:
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
-    def chunks(self, size: int) -> Iterator["Batch"]:
-        for i in range(0, len(self), size):
-            yield Batch(*(None if t is None else t[i:i + size] for t in (self.masks, self.images, self.layer3, self.layer4)))
+    def chunks(self, size: int, min_size: int = 1) -> Iterator["Batch"]:
+        """Near-equal micro-batches of about ``size`` images, none smaller than ``min_size``."""
+        n = len(self)
+        k = max(1, min(-(-n // max(size, 1)), n // max(min_size, 1)))
+        if k == 1:
+            yield self
+            return
+        parts = [None if t is None else torch.tensor_split(t, k) for t in (self.masks, self.images, self.layer3, self.layer4)]
+        for i in range(k):
+            yield Batch(*(None if p is None else p[i] for p in parts))
 
     def to(self, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> "Batch":
         def move(t: torch.Tensor | None, fmt: bool) -> torch.Tensor | None:

@@ -5,7 +5,6 @@ atomically (a crash mid-write leaves the previous state)."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from pathlib import Path
@@ -60,9 +59,7 @@ def save_state(path: str | Path, *, step: int, model: torch.nn.Module, optimizer
         "model_config": json.dumps(model_config),
         "world_size": int(world_size),
     }
-    buf = io.BytesIO()
-    torch.save(data, buf)
-    atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    atomic_write(path, lambda f: torch.save(data, f))
     return path
 
 
@@ -81,6 +78,7 @@ def load_state(path: str | Path, model_config: dict[str, Any], device: torch.dev
     if data.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: training state version {data['version']} is newer than this program's {VERSION}")
     saved = json.loads(data["model_config"])
+    model_config = json.loads(json.dumps(model_config))  # tuples -> lists, as saved
     if saved != model_config:
         diff = sorted(k for k in set(saved) | set(model_config) if saved.get(k) != model_config.get(k))
         raise CheckpointError(f"{path}: saved for another model architecture (differs in {', '.join(diff)})")

@@ -74,3 +74,12 @@ def test_class_shares_and_top_k():
     probs[:, 0, 1] = [0.1, 0.5, 0.15, 0.25]
     assert [c for c, _ in ins.top_k_at(probs, 0, 1)] == [1, 3, 2]
     assert ins.top_k_at(probs, 0, 1, 1)[0][1] == pytest.approx(0.5)
+
+
+def test_available_devices_lists_cpu_first():
+    import torch
+
+    devs = ins.available_devices()
+    assert devs[0] == "cpu"
+    assert len(devs) == 1 + (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert ins.device_name("cpu") == "CPU"

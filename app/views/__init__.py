@@ -1,0 +1,1 @@
+"""The central views: segmentation, pyramid inspector, heads comparison."""

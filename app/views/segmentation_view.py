@@ -1,0 +1,195 @@
+"""The segmentation view: the photo with the label overlay, or a confidence / entropy /
+class-probability map; opacity and show/hide; the hover readout text."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from app import colormaps
+from app.views.canvas import ImageCanvas
+from core import inspect as ins
+
+MODES = {"labels": "Labels", "confidence": "Confidence", "entropy": "Entropy", "class": "Class probability"}
+
+
+def hover_text(outcome: Any, classes: Any, x: int, y: int, k: int = 3) -> str:
+    """The status-bar readout for pixel (x, y): position, class, its probability, the top-k classes."""
+    if outcome is None:
+        return f"x {x}, y {y}"
+    pred = outcome.prediction
+    names = classes.names if classes is not None else [f"class {i}" for i in range(pred.num_classes)]
+    c = int(pred.labels[y, x])
+    top = ins.top_k_at(pred.probs, y, x, k)
+    tops = ", ".join(f"{names[i]} {100 * p:.1f} %" for i, p in top)
+    return (f"x {x}, y {y}  |  {names[c]} {100 * float(pred.probs[c, y, x]):.1f} %  |  top-{k}: {tops}  |  "
+            f"entropy {float(pred.entropy[y, x]):.2f}")
+
+
+class SegmentationView(QWidget):
+    hovered = Signal(object)  # (x, y) or None
+    modeChanged = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.canvas = ImageCanvas()
+        self.canvas.hovered.connect(self.hovered)
+        self.outcome: Any = None
+        self.classes: Any = None
+        self.hidden: set[int] = set()
+        self.mode = "labels"
+        self.class_id = 0
+        self._maps: dict[tuple, np.ndarray] = {}  # uint8 heat maps of the current outcome
+        self._heat = colormaps.heat_lut()
+
+        self.mode_box = QComboBox()
+        for key, text in MODES.items():
+            self.mode_box.addItem(text, key)
+        self.mode_box.setToolTip("What the overlay shows (keys 1-4)")
+        self.mode_box.currentIndexChanged.connect(lambda _: self.set_mode(self.mode_box.currentData()))
+        self.class_box = QComboBox()
+        self.class_box.setToolTip("The class whose probability is shown")
+        self.class_box.setMinimumContentsLength(14)
+        self.class_box.currentIndexChanged.connect(self._class_picked)
+        self.show_box = QCheckBox("Overlay")
+        self.show_box.setChecked(True)
+        self.show_box.setToolTip("Show or hide the overlay (O)")
+        self.show_box.toggled.connect(self.canvas.set_overlay_visible)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.setFixedWidth(140)
+        self.opacity.setToolTip("Overlay opacity ([ and ])")
+        self.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100))
+        self.canvas.set_overlay_opacity(0.6)
+        self.range_label = QLabel("")
+        self.range_label.setStyleSheet("color: #5f6368;")
+        fit = QToolButton()
+        fit.setText("Fit")
+        fit.setToolTip("Fit the image to the view (Ctrl+0)")
+        fit.clicked.connect(self.canvas.fit)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(6, 4, 6, 4)
+        bar.addWidget(QLabel("Show"))
+        bar.addWidget(self.mode_box)
+        bar.addWidget(self.class_box)
+        bar.addSpacing(12)
+        bar.addWidget(self.show_box)
+        bar.addWidget(QLabel("Opacity"))
+        bar.addWidget(self.opacity)
+        bar.addWidget(self.range_label)
+        bar.addStretch(1)
+        bar.addWidget(fit)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(bar)
+        lay.addWidget(self.canvas, 1)
+        self.class_box.setVisible(False)
+
+    # --- inputs ---
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        self.outcome = None
+        self._maps.clear()
+        self.canvas.set_overlay(None)
+        self.canvas.set_photo(rgb)
+
+    def set_classes(self, classes: Any) -> None:
+        self.classes = classes
+        self.hidden = {c for c in self.hidden if c < len(classes)}
+        self.class_box.blockSignals(True)
+        self.class_box.clear()
+        for i, name in enumerate(classes.names):
+            self.class_box.addItem(f"{i}: {name}", i)
+        self.class_id = min(self.class_id, len(classes) - 1)
+        self.class_box.setCurrentIndex(self.class_id)
+        self.class_box.blockSignals(False)
+        self.refresh()
+
+    def set_outcome(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self._maps.clear()
+        self.refresh()
+
+    def set_hidden_classes(self, hidden: set[int]) -> None:
+        self.hidden = set(hidden)
+        if self.mode == "labels":
+            self.canvas.set_lut(self.lut())
+
+    def set_mode(self, mode: str, class_id: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown display mode {mode!r}; modes are {', '.join(MODES)}")
+        if class_id is not None:
+            self.class_id = int(class_id)
+            self.class_box.blockSignals(True)
+            self.class_box.setCurrentIndex(self.class_id)
+            self.class_box.blockSignals(False)
+        changed = mode != self.mode
+        self.mode = mode
+        self.mode_box.blockSignals(True)
+        self.mode_box.setCurrentIndex(list(MODES).index(mode))
+        self.mode_box.blockSignals(False)
+        self.class_box.setVisible(mode == "class")
+        self.refresh()
+        if changed:
+            self.modeChanged.emit(mode)
+
+    def _class_picked(self, index: int) -> None:
+        if index >= 0:
+            self.class_id = index
+            if self.mode == "class":
+                self.refresh()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity.setValue(int(round(100 * max(0.0, min(1.0, opacity)))))
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self.show_box.setChecked(visible)
+
+    # --- what is shown ---
+    def lut(self) -> np.ndarray:
+        if self.mode == "labels":
+            if self.classes is None:
+                return colormaps.class_lut(_default_classes(self.outcome), self.hidden)
+            return colormaps.class_lut(self.classes, self.hidden)
+        return self._heat
+
+    def overlay_index(self) -> np.ndarray | None:
+        """The (H, W) uint8 index map the overlay shows in the current mode."""
+        if self.outcome is None:
+            return None
+        pred = self.outcome.prediction
+        if self.mode == "labels":
+            return pred.labels
+        key = (self.mode, self.class_id if self.mode == "class" else None)
+        m = self._maps.get(key)
+        if m is None:
+            if self.mode == "confidence":
+                m = ins.to_uint8(pred.confidence, 0.0, 1.0)
+            elif self.mode == "entropy":
+                m = ins.to_uint8(pred.entropy, 0.0, math.log(max(2, pred.num_classes)))
+            else:
+                m = ins.to_uint8(pred.probs[min(self.class_id, pred.num_classes - 1)], 0.0, 1.0)
+            self._maps[key] = m
+        return m
+
+    def refresh(self) -> None:
+        index = self.overlay_index()
+        self.canvas.set_overlay(index, self.lut() if index is not None else None)
+        ranges = {"labels": "", "confidence": "0 ... 1 (max probability)",
+                  "entropy": f"0 ... {math.log(max(2, self.outcome.prediction.num_classes)):.2f} nats"
+                  if self.outcome is not None else "", "class": "0 ... 1"}
+        self.range_label.setText(ranges[self.mode])
+
+
+def _default_classes(outcome: Any) -> Any:
+    import core
+
+    n = outcome.prediction.num_classes if outcome is not None else 1
+    return core.ClassTable.default(n)

@@ -1,0 +1,278 @@
+"""Synthetic scenes in which context decides the class (the paper's Fig. 2 cases), deterministic per seed.
+
+A scene is sky above a horizon and, below it, one or two ground regions (water, road, grass)
+split by a slanted boundary. On them stand objects whose *appearance does not tell their class*:
+
+* a **vehicle** (identical shape distribution and texture) is a *boat* on water and a *car* on
+  a road -- the paper's "mismatched relationship" case;
+* a **facade** (identical texture: a window grid) standing on the horizon is a *skyscraper* in
+  the city (road at its foot) and a *building* in the countryside (grass at its foot) -- the
+  "confusion categories" case; its top is far from the ground that decides;
+* a small **marker** (identical disc) is a *buoy* on water and a *cone* on a road -- small
+  things found only through their surroundings.
+
+Vehicles and facades are large (tens of pixels at 128x128) so that their inner pixels are far
+from the context that decides, and scenes often hold water and road side by side, so neither
+the pixel's own appearance nor "is there water anywhere" (global pooling alone) settles it:
+the pyramid's local-to-global bins do. Background classes have locally distinct textures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from core.atomic import atomic_write_bytes, atomic_write_text
+from core.classes import ClassTable
+from core.errors import DatasetError
+
+SKY, WATER, ROAD, GRASS, BOAT, CAR, BUILDING, SKYSCRAPER, BUOY, CONE = range(10)
+
+SYNTHETIC_CLASSES = ClassTable(
+    names=("sky", "water", "road", "grass", "boat", "car", "building", "skyscraper", "buoy", "cone"),
+    colors=((135, 190, 235), (30, 70, 170), (90, 90, 90), (70, 160, 60), (230, 120, 30),
+            (220, 30, 60), (150, 110, 80), (120, 60, 160), (250, 230, 40), (250, 140, 200)),
+    name="synthetic-context",
+)
+CONTEXT_CLASSES: tuple[int, ...] = (BOAT, CAR, BUILDING, SKYSCRAPER, BUOY, CONE)
+# which ground turns an object of each appearance into which class
+_VEHICLE = {WATER: BOAT, ROAD: CAR}
+_FACADE = {ROAD: SKYSCRAPER, GRASS: BUILDING}
+_MARKER = {WATER: BUOY, ROAD: CONE}
+
+DEMO_MARKER = "synthetic.json"  # written into every demo project; lets write_demo_project overwrite its own
+_STEM = "scene_{:04d}"
+
+
+# --------------------------------------------------------------------------------------------
+# textures: functions of the pixel coordinates, so two objects of the same kind look alike
+# --------------------------------------------------------------------------------------------
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.mgrid[0:h, 0:w].astype(np.float32)
+
+
+def _sky(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    y, _ = _grid(h, w)
+    t = (y / max(h - 1, 1))[..., None]
+    top, bottom = np.array([70, 130, 220], np.float32), np.array([190, 215, 240], np.float32)
+    return top * (1 - t) + bottom * t
+
+
+def _water(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    y, x = _grid(h, w)
+    period = rng.uniform(4.5, 6.5)
+    wave = np.sin(2 * np.pi * y / period + 1.2 * np.sin(2 * np.pi * x / (5 * period)) + rng.uniform(0, 2 * np.pi))
+    return np.array([35, 85, 170], np.float32) + wave[..., None] * np.array([18, 25, 35], np.float32)
+
+
+def _road(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    grain = rng.normal(0, 14, (h, w)).astype(np.float32)
+    return np.array([88, 88, 92], np.float32) + grain[..., None]
+
+
+def _grass(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    blades = cv2.blur(rng.normal(0, 40, (h, w)).astype(np.float32), (1, 7))  # vertical streaks
+    return np.array([70, 150, 55], np.float32) + blades[..., None] * np.array([0.5, 1.0, 0.4], np.float32)
+
+
+def _vehicle(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Diagonal red/white stripes: the same for boats and cars."""
+    y, x = _grid(h, w)
+    stripes = (np.floor((x + y + rng.uniform(0, 8)) / 4) % 2)[..., None]
+    return np.array([200, 40, 35], np.float32) * (1 - stripes) + np.array([235, 225, 215], np.float32) * stripes
+
+
+def _facade(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A beige wall with a grid of dark windows: the same for buildings and skyscrapers."""
+    y, x = _grid(h, w)
+    oy, ox = rng.uniform(0, 6, 2)
+    window = (((y + oy) % 6) >= 3) & (((x + ox) % 6) >= 3)
+    wall, glass = np.array([200, 180, 145], np.float32), np.array([45, 60, 85], np.float32)
+    return np.where(window[..., None], glass, wall)
+
+
+def _marker(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    return np.broadcast_to(np.array([250, 215, 30], np.float32), (h, w, 3))
+
+
+_TEXTURE = {SKY: _sky, WATER: _water, ROAD: _road, GRASS: _grass}
+
+
+# --------------------------------------------------------------------------------------------
+# the scene
+# --------------------------------------------------------------------------------------------
+
+
+def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: (HxWx3 uint8 RGB image, HxW uint8 mask of SYNTHETIC_CLASSES ids). Same seed and
+    size -> identical arrays."""
+    h, w = (int(v) for v in size)
+    if h < 32 or w < 32:
+        raise ValueError(f"synthetic scenes need at least 32x32 pixels, not {h}x{w}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
+    mask = np.full((h, w), SKY, np.uint8)
+    horizon = int(round(rng.uniform(0.36, 0.46) * h))
+
+    # ground: one region, or two split by a slanted line (x at the horizon -> x at the bottom)
+    kinds = [WATER, ROAD, GRASS]
+    if rng.random() < 0.2:
+        regions = [(int(rng.choice(kinds)), None)]
+    else:
+        left, right = rng.choice(kinds, 2, replace=False)
+        xb = rng.uniform(0.4, 0.6) * w
+        slant = rng.uniform(-0.08, 0.08) * w
+        regions = [(int(left), "left"), (int(right), "right")]
+    cols = np.arange(w)[None, :]
+    rows = np.arange(h)[:, None]
+    ground = np.zeros((h, w), np.uint8)
+    if len(regions) == 1:
+        ground[:] = regions[0][0]
+        bound = None
+    else:
+        bound = xb + slant * (rows - horizon) / max(h - horizon, 1)  # boundary x per row
+        ground[:] = np.where(cols < bound, regions[0][0], regions[1][0])
+    mask[horizon:] = ground[horizon:]
+
+    def extent(side: str | None, y0: int, y1: int) -> tuple[int, int]:
+        """The columns of a region that are inside it on every row from y0 to y1."""
+        if side is None:
+            return 0, w
+        b0, b1 = (xb + slant * (y - horizon) / max(h - horizon, 1) for y in (y0, y1))
+        return (0, int(min(b0, b1)) - 1) if side == "left" else (int(np.ceil(max(b0, b1))) + 1, w)
+
+    layers: list[tuple[np.ndarray, int, str]] = []  # (object mask, class, texture kind)
+    occupied = np.zeros((h, w), bool)
+    margin = max(2, int(0.03 * min(h, w)))
+    gh = h - horizon
+
+    for kind, side in regions:
+        # facades on the horizon above road and grass
+        if kind in _FACADE:
+            for _ in range(int(rng.integers(1, 3))):
+                fw = int(rng.uniform(0.12, 0.2) * w)
+                fh = int(min(rng.uniform(0.24, 0.34) * h, horizon - 0.08 * h))
+                x0, x1 = extent(side, horizon - 1, horizon + 1)
+                x0, x1 = max(x0, margin), min(x1, w - margin)
+                if x1 - x0 < fw or fh < 8:
+                    continue
+                fx = int(rng.integers(x0, x1 - fw + 1))
+                if occupied[horizon - fh:horizon, max(fx - 2, 0):fx + fw + 2].any():
+                    continue
+                m = np.zeros((h, w), bool)
+                m[horizon - fh:horizon, fx:fx + fw] = True
+                occupied |= m
+                layers.append((m, _FACADE[kind], "facade"))
+        # a vehicle on water or road, well inside its region
+        if kind in _VEHICLE and rng.random() < 0.9:
+            vh = int(min(rng.uniform(0.2, 0.3) * h, gh - 2 * margin - 2))
+            vy = int(rng.integers(horizon + margin + 2, h - margin - vh + 1))
+            x0, x1 = extent(side, vy, vy + vh)
+            x0, x1 = max(x0 + margin, margin), min(x1 - margin, w - margin)
+            vw = int(min(rng.uniform(0.3, 0.42) * w, x1 - x0))
+            if vw >= 12 and vh >= 8:
+                vx = int(rng.integers(x0, x1 - vw + 1))
+                m = _rounded_rect(h, w, vx, vy, vw, vh, radius=int(rng.uniform(0.25, 0.5) * vh))
+                occupied |= cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+                layers.append((m, _VEHICLE[kind], "vehicle"))
+        # small markers on water or road
+        if kind in _MARKER:
+            for _ in range(int(rng.integers(1, 4))):
+                r = max(2, int(round(rng.uniform(0.025, 0.04) * min(h, w))))
+                cy = int(rng.integers(horizon + r + margin, h - r - margin + 1))
+                x0, x1 = extent(side, cy - r, cy + r)
+                x0, x1 = max(x0 + r + margin, r + margin), min(x1 - r - margin, w - r - margin)
+                if x1 <= x0:
+                    continue
+                cx = int(rng.integers(x0, x1))
+                m = np.zeros((h, w), np.uint8)
+                cv2.circle(m, (cx, cy), r, 1, thickness=-1)
+                m = m.astype(bool)
+                if occupied[max(cy - r - 3, 0):cy + r + 4, max(cx - r - 3, 0):cx + r + 4].any():
+                    continue
+                occupied |= m
+                layers.append((m, _MARKER[kind], "marker"))
+
+    for m, cls, _ in layers:
+        mask[m] = cls
+
+    # paint: backgrounds, then objects, then sensor noise everywhere
+    image = np.zeros((h, w, 3), np.float32)
+    for cls, texture in _TEXTURE.items():
+        sel = mask == cls if cls == SKY else (ground == cls) & (rows >= horizon)
+        if sel.any():
+            image[sel] = texture(h, w, rng)[sel]
+    object_texture = {"vehicle": _vehicle, "facade": _facade, "marker": _marker}
+    for m, _, kind in layers:
+        image[m] = object_texture[kind](h, w, rng)[m]
+    image += rng.normal(0, 4, image.shape).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+
+
+def _rounded_rect(h: int, w: int, x: int, y: int, rw: int, rh: int, radius: int) -> np.ndarray:
+    r = max(0, min(radius, rw // 2, rh // 2))
+    m = np.zeros((h, w), np.uint8)
+    cv2.rectangle(m, (x + r, y), (x + rw - 1 - r, y + rh - 1), 1, thickness=-1)
+    cv2.rectangle(m, (x, y + r), (x + rw - 1, y + rh - 1 - r), 1, thickness=-1)
+    for cx, cy in ((x + r, y + r), (x + rw - 1 - r, y + r), (x + r, y + rh - 1 - r), (x + rw - 1 - r, y + rh - 1 - r)):
+        cv2.circle(m, (cx, cy), r, 1, thickness=-1)
+    return m.astype(bool)
+
+
+# --------------------------------------------------------------------------------------------
+# a demo project on disk
+# --------------------------------------------------------------------------------------------
+
+
+def scene_seed(seed: int, index: int) -> int:
+    """The scene seed of image ``index`` of a demo project made with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def write_demo_project(root: str | Path, *, n_train: int = 48, n_val: int = 16,
+                       size: tuple[int, int] = (128, 128), seed: int = 0) -> Path:
+    """Write a data set of synthetic scenes: ``images/<stem>.png``, ``masks/<stem>.png`` (palette
+    PNG), ``classes.json``, ``train.txt`` and ``val.txt`` (one stem a line), and a marker file.
+
+    Refuses a non-empty folder unless it is a demo project already (then it is regenerated and
+    stale scenes of the earlier demo are removed)."""
+    from core.data.io import write_mask
+
+    root = Path(root)
+    if n_train < 1 or n_val < 0:
+        raise ValueError(f"a demo project needs n_train >= 1 and n_val >= 0, not {n_train} and {n_val}")
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: exists and is not a folder; the demo project was not written")
+    if root.is_dir() and any(root.iterdir()) and not (root / DEMO_MARKER).is_file():
+        raise DatasetError(f"{root}: the folder is not empty and is not a synthetic demo project; "
+                           "nothing was written (choose an empty or new folder)")
+    images, masks = root / "images", root / "masks"
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(exist_ok=True)
+    stems = [_STEM.format(i) for i in range(n_train + n_val)]
+    for i, stem in enumerate(stems):
+        image, mask = generate_scene(scene_seed(seed, i), size)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB array
+            raise DatasetError(f"{images / stem}.png: OpenCV could not encode the image")
+        atomic_write_bytes(images / f"{stem}.png", png.tobytes())
+        write_mask(masks / f"{stem}.png", mask, SYNTHETIC_CLASSES)
+    keep = set(stems)
+    for folder in (images, masks):  # scenes of an earlier, larger demo in this folder
+        for p in folder.glob("scene_*.png"):
+            if p.stem not in keep:
+                p.unlink()
+    SYNTHETIC_CLASSES.save(root / "classes.json")
+    atomic_write_text(root / "train.txt", "".join(f"{s}\n" for s in stems[:n_train]))
+    atomic_write_text(root / "val.txt", "".join(f"{s}\n" for s in stems[n_train:]))
+    info = {"generator": "core.data.synthetic", "seed": seed, "size": list(size), "n_train": n_train, "n_val": n_val}
+    atomic_write_text(root / DEMO_MARKER, json.dumps(info, indent=1) + "\n")
+    return root
+
+
+__all__ = ["SYNTHETIC_CLASSES", "CONTEXT_CLASSES", "generate_scene", "write_demo_project", "scene_seed"]
