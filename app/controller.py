@@ -268,13 +268,13 @@ class Controller(QObject):
             self._cancel_inference()
             self.message.emit("Prediction cancelled")
 
-    def repredict(self) -> Task | None:
+    def repredict(self, use_cache: bool = True) -> Task | None:
         """Predict the current image with the current model (from the cache when possible)."""
         if self.image is None or self.predictor is None:
             return None
         self._cancel_inference()
         key = (str(self.image.path), self._model_gen)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) if use_cache else None
         if cached is not None:
             self._cache.move_to_end(key)
             self._show_base(cached)

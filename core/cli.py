@@ -80,6 +80,7 @@ def main(argv: list[str], gui: Callable[[argparse.Namespace], int] | None = None
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui"] + (["--debug"] if args.debug else []))
+    args.argv = list(argv)  # what was asked for, recorded in the provenance of what commands write
     run = gui if (args.command == "gui" and gui is not None) else COMMANDS[args.command].run
     try:
         return int(run(args) or 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, Qt, Signal
 from PySide6.QtWidgets import QSizePolicy
 
 
@@ -92,7 +92,7 @@ class ImageCanvas(pg.GraphicsView):
             return x, y
         return None
 
-    def widget_pos_of_pixel(self, x: float, y: float) -> QPointF:
+    def widget_pos_of_pixel(self, x: float, y: float) -> QPoint:
         """Where the centre of image pixel (x, y) is, in this widget's coordinates (for tests/tools)."""
         scene = self.vb.mapViewToScene(QPointF(x + 0.5, y + 0.5))
         return self.mapFromScene(scene)

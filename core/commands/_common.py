@@ -99,9 +99,11 @@ def say(text: str, *, err: bool = False) -> None:
     tqdm.write(text, file=sys.stderr if err else sys.stdout)
 
 
-def command_line() -> list[str]:
-    """How this program was called (recorded in the provenance of what it writes)."""
-    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else list(sys.argv)
+def command_line(args: argparse.Namespace) -> str:
+    """The command as it was given (recorded in the provenance of what a command writes)."""
+    import shlex
+
+    return shlex.join(["pspnet-studio", *getattr(args, "argv", sys.argv[1:])])
 
 
 def pct(v: float | None) -> str:

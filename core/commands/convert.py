@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load(args.sources, num_classes=args.num_classes, classes=classes)
     print(loaded.report.summary())
     provenance = {**loaded.provenance, "converted_from": [str(s) for s in loaded.sources],
-                  "converted_format": loaded.report.format, "command": command_line()}
+                  "converted_format": loaded.report.format, "command": command_line(args)}
     save_checkpoint(out, loaded.model, loaded.classes, provenance)
     cfg = loaded.config
     print(f"wrote {out}: resnet{cfg.depth} ({cfg.stem} stem), bins {list(cfg.bins) if cfg.use_ppm else 'none'}, "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.cli import command
-from core.commands._common import add_model_source, add_quiet, command_line, metrics_table, progress, say
+from core.commands._common import add_model_source, add_quiet, command_line, progress, say
 
 # option dest -> ModelConfig field (options default to None = "not given")
 MODEL_OPTIONS = {
@@ -370,7 +370,7 @@ def run_train(args: argparse.Namespace) -> int:
                        quiet=args.quiet, main=main)
         if not main:
             return 0
-        provenance = {"command": command_line(), "data": str(Path(args.data).resolve()), "layout": train_set.layout,
+        provenance = {"command": command_line(args), "data": str(Path(args.data).resolve()), "layout": train_set.layout,
                       "train_split": args.train_split, "train_images": len(train_set),
                       "val_images": len(val_set) if val_set else 0, "started_from": started,
                       "world_size": info.world_size, "train_config": cfg.to_dict()}
@@ -434,7 +434,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                        main=main)
         if not main:
             return 0
-        provenance = {"command": command_line(), "project": str(project.root.resolve()),
+        provenance = {"command": command_line(args), "project": str(project.root.resolve()),
                       "started_from": [str(s) for s in loaded.sources], "images": len(dataset),
                       "world_size": info.world_size, "train_config": cfg.to_dict(), "finetune": True}
         prov = _finish(args.out, result, classes, provenance)

@@ -338,6 +338,7 @@ class Trainer:
             provenance["val_miou"] = None if math.isnan(metrics.miou) else float(metrics.miou)
             provenance["val_pixel_acc"] = None if math.isnan(metrics.pixel_acc) else float(metrics.pixel_acc)
         path = Path(self.cfg.checkpoint_dir) / FINAL_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, self.model, classes, provenance)
         return path
 

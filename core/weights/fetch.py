@@ -42,7 +42,7 @@ def fetch_backbone_weights(name: str, *, cache_dir: str | Path | None = None, pr
         raise CheckpointError(
             f"could not download the ImageNet weights for {name} from {url} ({type(exc).__name__}: {exc}). "
             f"Without internet, download that file on another machine and put it at {target} "
-            f"(or pass its path to the importer directly)"
+            f"(or give that file's path to load_model directly)"
         ) from None
     return target
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,10 +79,11 @@ def _read_torch(path: Path) -> WeightFile:
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "weights only" in text.lower() or "weightsunpickler" in text.lower():
-            culprit = next((line.strip() for line in text.splitlines() if "WeightsUnpickler" in line), "")
+            culprit = re.search(r"GLOBAL (\S+)", text)
+            asks = f" (it asks for {culprit.group(1)})" if culprit else ""
             raise CheckpointError(
                 f"{path}: refused as unsafe: loading this pickle would run code or build objects other than "
-                f"tensors, so it was not loaded (torch.load with weights_only=True). {culprit}".rstrip()
+                f"tensors{asks}, so it was not loaded (torch.load with weights_only=True)"
             ) from None
         raise CheckpointError(f"{path}: corrupt PyTorch file: {text.splitlines()[0] if text else exc!r}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:

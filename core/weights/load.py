@@ -139,9 +139,9 @@ def _load_foreign(files: list[WeightFile], where: str, num_classes: int | None):
         fresh = lambda k: False
     asm = arch.assemble(cfg, mapped.tensors, where=where, fmt=fmt.name, name_of=name_of, fresh=fresh)
     _note_counters(asm, notes)
-    file_classes = None if fmt.backbone_only else _foreign_classes(fmt, extras, file_n, notes)
-    provenance: dict[str, Any] = {"source": [str(wf.path) for wf in files], "imported_from": fmt.name,
-                                  "imported": now_iso()}
+    keeps_classes = not fmt.backbone_only and cfg.num_classes == file_n
+    file_classes = _foreign_classes(fmt, extras, file_n, notes) if keeps_classes else None
+    provenance: dict[str, Any] = {"source": where, "imported_from": fmt.name, "imported": now_iso()}
     if isinstance(extras.get("epoch"), int):
         provenance["epoch"] = extras["epoch"]
     return asm.model, file_classes, provenance, LoadReport(fmt.name, asm.loaded, asm.reinitialised, notes)

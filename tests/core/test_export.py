@@ -64,9 +64,9 @@ def test_compare_logits_tolerance_and_ties():
     res = compare_logits(ref, bad, (6, 5))
     assert not res.ok and res.argmax_equal < 1.0 and "MISMATCH" in res.summary()
     tied = ref.copy()
-    tied[0, 0, 1, 1], tied[0, 1, 1, 1] = 50.0, 50.0 + 1e-6  # top-2 within the tolerance: either argmax is fine
+    tied[0, 0, 1, 1], tied[0, 1, 1, 1] = 50.0, 50.001  # top-2 within the tolerance: either argmax is fine
     flipped = tied.copy()
-    flipped[0, 0, 1, 1], flipped[0, 1, 1, 1] = 50.0 + 1e-6, 50.0
+    flipped[0, 0, 1, 1], flipped[0, 1, 1, 1] = 50.001, 50.0
     res = compare_logits(tied, flipped, (6, 5))
     assert res.ok and res.argmax_equal < 1.0 and res.argmax_ties
     assert not compare_logits(ref, ref[:, :3], (6, 5)).ok  # shape mismatch

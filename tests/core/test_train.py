@@ -17,7 +17,8 @@ from core.errors import CheckpointError, TrainingError
 from core.model import PSPNet
 from core.train import TrainConfig, TrainResult, finetune, fixed_val_split, poly_lr, train
 from core.training import loop
-from core.training.data import Batch
+from core.training.data import Batch, epoch_of, step_samples
+from core.training.dist import DistInfo
 from core.training.dist import from_sync_bn, to_sync_bn
 
 K = len(SYNTHETIC_CLASSES)
@@ -140,7 +141,9 @@ def test_records_determinism_and_the_effect_of_the_seed(scenes):
     assert r.loss == pytest.approx(r.main_loss + 0.4 * r.aux_loss, rel=1e-5)
     assert [x.lr for x in recs1] == [poly_lr(0.01, s, 3) for s in range(3)]
     assert r.images_per_s > 0 and recs1[-1].eta_s == 0.0
-    assert recs1[2].epoch == 1  # 6 images, 2 per step: step 3 starts the second pass
+    assert [x.epoch for x in recs1] == [0, 0, 0]
+    assert epoch_of(3, 2, DistInfo(), 6) == 1  # 6 images, 2 per step: step 4 starts the second pass
+    assert epoch_of(1, 2, DistInfo(rank=1, world_size=2), 6) == 0 and epoch_of(2, 2, DistInfo(0, 2), 6) == 1
     assert res1.steps_done == 3 and not res1.cancelled and not res1.model.training
     other, _ = run(train(tiny_model(), scenes, cfg=cfg(steps=3, seed=1)))
     assert [r.loss for r in other] != [r.loss for r in recs1]
@@ -166,7 +169,8 @@ def test_resume_continues_bit_for_bit(scenes, tmp_path):
     straight, res_a = run(train(tiny_model(), scenes, cfg=cfg(steps=6)))
     ckdir = tmp_path / "ck"
     stop = threading.Event()
-    first, res_b = run(train(tiny_model(), scenes, cfg=cfg(steps=6, checkpoint_every=3, checkpoint_dir=str(ckdir))),
+    first, res_b = run(train(tiny_model(), scenes, cfg=cfg(steps=6, checkpoint_every=3, checkpoint_dir=str(ckdir)),
+                                     cancel=stop),
                        on_record=lambda r: r.step == 3 and stop.set())
     assert res_b.cancelled and res_b.steps_done == 3 and res_b.resume_state == ckdir / "last.pt"
     assert not (ckdir / "final.safetensors").exists()
@@ -280,6 +284,12 @@ def test_out_of_memory_halves_the_micro_batch_then_gives_up(scenes, monkeypatch)
     with pytest.raises(TrainingError, match="step 1: out of memory .* 2 image"):
         run(train(model, scenes, cfg=cfg(steps=2, batch=4)))
     assert_same_state(before, state(model))
+
+
+def test_ranks_draw_disjoint_samples_that_tile_each_step():
+    per_rank = [step_samples(3, 4, DistInfo(rank=r, world_size=2)) for r in range(2)]
+    assert sorted(per_rank[0] + per_rank[1]) == list(range(24, 32))
+    assert step_samples(3, 4, DistInfo()) == [12, 13, 14, 15]
 
 
 def test_micro_batches_never_go_below_the_minimum():

@@ -323,7 +323,8 @@ def test_real_imagenet_key_lists_map_onto_our_backbone(file_name, fmt, depth, st
     assert len(mapped.tensors) == len(expected)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(use_ppm=False), dict(reduction=False), dict(aux=False)])
+@pytest.mark.parametrize("kw", [dict(), dict(use_ppm=False), dict(reduction=False),
+                                dict(aux=False, aux_channels=256)])  # without aux head its width is moot
 def test_bare_state_dict_of_ours_in_a_pth(tmp_path, kw):
     model = tiny(**kw)
     torch.save(model.state_dict(), tmp_path / "sd.pth")

@@ -1,0 +1,153 @@
+"""Start the window: ``python main.py`` (the demo) or ``python main.py gui [--model ...] [--image ...]
+[--project ...] [--view overlay|pyramid|heads] [--screenshot OUT.png]``.
+
+With ``--screenshot`` the window opens offscreen (unless a display platform is set), waits until
+the prediction is shown (and, for the pyramid view, its summaries), saves the window as a PNG
+and exits; it exits non-zero with a message when that fails or takes longer than
+``PSPNET_SCREENSHOT_TIMEOUT`` seconds (default 600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+SCREENSHOT_TIMEOUT_S = float(os.environ.get("PSPNET_SCREENSHOT_TIMEOUT", "600"))
+SETTLE_MS = 300  # let pyqtgraph lay out and paint before grabbing
+
+
+def _application():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "pspnet-studio"])
+        app.setApplicationName("PSPNet Studio")
+        app.setOrganizationName("PSPNet Studio")
+        app.setApplicationDisplayName("PSPNet Studio")
+        style = Path(__file__).resolve().parent.parent / "resources" / "style.qss"
+        if style.is_file():
+            app.setStyleSheet(style.read_text(encoding="utf-8"))
+    return app
+
+
+class Screenshot:
+    """Waits for the shown prediction, saves the window, ends the event loop with an exit code."""
+
+    def __init__(self, window, out: Path, view: str, timeout_s: float = SCREENSHOT_TIMEOUT_S):
+        from PySide6.QtCore import QTimer
+
+        self.window = window
+        self.out = out
+        self.view = view
+        self.code: int | None = None
+        self.message = ""
+        c = window.controller
+        c.outcomeReady.connect(self._maybe_done)
+        c.pyramidReady.connect(lambda _: self._maybe_done())
+        c.error.connect(self._error)
+        if window.demo is not None:
+            window.demo.failed.connect(self._error)
+        self.timer = QTimer()
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._timeout)
+        self.timer.start(int(timeout_s * 1000))
+
+    def _ready(self) -> bool:
+        c = self.window.controller
+        if c.outcome is None:
+            return False
+        if c.loaded is not None and c.loaded.provenance.get("source") == "demo training":
+            return False  # an intermediate demo snapshot: wait for the trained model
+        if self.view == "pyramid" and c.outcome.base.internals is not None and c.pyramid is None:
+            return False
+        return True
+
+    def _maybe_done(self, *_: object) -> None:
+        from PySide6.QtCore import QTimer
+
+        if self.code is None and self._ready():
+            QTimer.singleShot(SETTLE_MS, self._save)
+
+    def _save(self) -> None:
+        if self.code is not None or not self._ready():
+            return
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if self.window.save_screenshot(self.out):
+            self._finish(0, f"saved {self.out}")
+        else:
+            self._finish(1, f"error: could not write the screenshot {self.out}")
+
+    def _error(self, text: str) -> None:
+        self._finish(1, f"error: {text}")
+
+    def _timeout(self) -> None:
+        c = self.window.controller
+        what = "no model is loaded" if c.loaded is None else ("no image is open" if c.image is None
+                                                              else "the prediction did not arrive")
+        self._finish(1, f"error: no screenshot after {self.timer.interval() / 1000:.0f} s: {what}")
+
+    def _finish(self, code: int, message: str) -> None:
+        if self.code is not None:
+            return
+        self.code = code
+        self.message = message
+        self.timer.stop()
+        self.window.close()
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance().exit(code)
+
+
+def build_window(args: argparse.Namespace):
+    """The window with what the arguments ask for opened (the demo when nothing is given)."""
+    from app.main_window import VIEWS, MainWindow
+
+    window = MainWindow(restore=not getattr(args, "screenshot", None))
+    models = getattr(args, "model", None)
+    image = getattr(args, "image", None)
+    project = getattr(args, "project", None)
+    if getattr(args, "screenshot", None):
+        window.resize(1600, 1000)
+    view = getattr(args, "view", None)
+    if view in VIEWS:
+        window.tabs.setCurrentIndex(VIEWS.index(view))
+    if models:
+        window.open_model(models)
+    if project:
+        window.open_folder(project)
+    if image:
+        window.open_image(image)
+    if not project and not image:
+        window.open_demo(with_model=not models)
+    elif not models:
+        _demo_model_only(window)
+    return window
+
+
+def _demo_model_only(window) -> None:
+    """An image or project without --model: predict it with the demo model."""
+    from app.demo import find_demo_checkpoint
+
+    ckpt = find_demo_checkpoint()
+    if ckpt is not None:
+        window.controller.open_model(ckpt)
+    else:
+        window.show_message("No model: open one with File > Open Model (Ctrl+M) or the demo (Ctrl+D)")
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    screenshot = getattr(args, "screenshot", None)
+    if screenshot and "QT_QPA_PLATFORM" not in os.environ:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    app = _application()
+    window = build_window(args)
+    window.show()
+    shot = Screenshot(window, Path(screenshot), getattr(args, "view", "overlay") or "overlay") if screenshot else None
+    code = app.exec()
+    if shot is not None:
+        print(shot.message or "error: the window closed before the screenshot", file=sys.stderr if shot.code else sys.stdout)
+        return shot.code if shot.code is not None else 1
+    return int(code)
