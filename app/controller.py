@@ -128,7 +128,8 @@ class Controller(QObject):
         predictor = core.Predictor.from_loaded(loaded, device=self.device)
         self.device = str(predictor.device)
         self._make_predictors(predictor)
-        names = " + ".join(Path(s).name for s in getattr(loaded, "sources", []) or []) or "model"
+        names = (" + ".join(Path(s).name for s in getattr(loaded, "sources", []) or [])
+                 or str(loaded.provenance.get("source", "model")))
         self.message.emit(f"Model {names} loaded ({loaded.report.format}, {len(loaded.classes)} classes)")
         self.modelChanged.emit(loaded)
         self.deviceChanged.emit(self.device)

@@ -64,6 +64,13 @@ def ensure_project_job(root: Path, *, cancel: Any) -> Generator[float, None, Pat
     return root
 
 
+def _train_function() -> Any:
+    """``core.train`` the function: once the module ``core.train`` is imported through another of
+    its names (``core.TrainConfig``), the package attribute ``core.train`` is that module."""
+    t = core.train
+    return t if callable(t) else t.train
+
+
 @dataclass
 class Snapshot:
     """An intermediate model of the demo training (shown while training goes on)."""
@@ -89,7 +96,7 @@ def train_demo_job(project: Path, out: Path, steps: int, snapshots: int = SNAPSH
     model = core.build_model(demo_model_config(len(classes)))
     cfg = demo_train_config(steps)
     every = max(1, steps // max(1, snapshots)) if snapshots else 0
-    gen = core.train(model, train_set, val_set, cfg, cancel=cancel, classes=classes)
+    gen = _train_function()(model, train_set, val_set, cfg, cancel=cancel, classes=classes)
     t0 = time.perf_counter()
     while True:
         try:

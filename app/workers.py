@@ -36,8 +36,8 @@ class Task(QObject):
     cancelled = Signal()
     done = Signal()
 
-    def __init__(self, name: str, fn: JobFn, args: tuple, kwargs: dict, parent: QObject | None = None):
-        super().__init__(parent)
+    def __init__(self, name: str, fn: JobFn, args: tuple, kwargs: dict):
+        super().__init__()  # no Qt parent: the runner holds it from Python and lets it go when done
         self.name = name
         self._cancel = threading.Event()
         self._finished = False
@@ -107,6 +107,7 @@ class TaskRunner(QObject):
         self._pool.setMaxThreadCount(1)
         self._pool.setExpiryTimeout(-1)  # keep the thread: starting one per job costs time
         self._tasks: list[Task] = []
+        self._retired: list[Task] = []  # the last finished task, released one round later (not inside its own signal)
 
     @property
     def busy(self) -> bool:
@@ -121,10 +122,10 @@ class TaskRunner(QObject):
 
         The job may start at once, but its signals are queued to the GUI thread, so connecting
         to them right after this call misses nothing."""
-        task = Task(name, fn, args, kwargs, self)
+        task = Task(name, fn, args, kwargs)
         was_busy = self.busy
         self._tasks.append(task)
-        task.done.connect(lambda t=task: self._forget(t))
+        task.done.connect(self._forget_sender)
         self._pool.start(task.worker)
         if not was_busy:
             self.busyChanged.emit(True)
@@ -134,10 +135,13 @@ class TaskRunner(QObject):
         for task in self._tasks:
             task.cancel()
 
-    def _forget(self, task: Task) -> None:
+    @Slot()
+    def _forget_sender(self) -> None:
+        task = self.sender()
         if task in self._tasks:
             self._tasks.remove(task)
-            task.deleteLater()
+            # the tasks retired before this one have surely left the pool thread (it is serial)
+            self._retired = [task]
             if not self._tasks:
                 self.busyChanged.emit(False)
 

@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "core.train",
     "train": "core.train",
     "finetune": "core.train",
+    "export_onnx": "core.export",
     # mask correction and the project folder
     "LabelMask": "core.labels",
     "Region": "core.labels",

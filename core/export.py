@@ -20,11 +20,12 @@ The exported graph:
 - metadata properties: ``pspnet_config`` (ModelConfig JSON), ``classes`` (class table JSON),
   ``input``, ``mean``, ``std``.
 
-Sizes: by default the graph is fixed to ``size`` (and batch 1, although other batch sizes are
-accepted). With ``dynamic=True`` batch, height and width are symbolic: the slice bounds of the
-pooling are computed in the graph from the feature size, so any input size gives the same
-result as PyTorch (checked at a second size when ``check`` runs). Dynamic export needs the
-dynamo-based exporter (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``).
+Sizes: by default height and width are fixed to ``size`` (the pooling regions are constants;
+the batch dimension stays free). With ``dynamic=True`` batch, height and width (>= 16) are
+symbolic: the slice bounds of the pooling are computed in the graph from the feature size, so
+every input size gives PyTorch's result (the check runs at ``size`` and at a second size).
+Dynamic export needs the dynamo-based exporter (``torch.onnx.export(dynamo=True)``, which needs
+``onnxscript``) and takes longer (about 15-30 s for a tiny model on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -209,7 +210,8 @@ def export_onnx(model: PSPNet, path: str | Path, *, size: Sequence[int] = (473, 
     pools = replace_adaptive_pooling(net)
     wrapper = ExportWrapper(net, normalize).eval()
     outputs = ("main", "aux") if net.aux_head is not None else ("main",)
-    example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255
+    # a batch of 2: torch.export specialises dimensions whose example size is 1
+    example = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255
     if not normalize:
         example = net.normalize(example)
     used = _export(wrapper, example, path, outputs, dynamic, opset, exporter)
@@ -280,14 +282,15 @@ def _dynamo(wrapper: nn.Module, example: Tensor, tmp: Path, outputs: tuple[str, 
     """The torch.export-based exporter (torch.onnx.export's default); needs onnxscript."""
     import onnxscript  # noqa: F401  (a clear ImportError here rather than deep inside torch)
 
-    kw: dict[str, Any] = {}
+    d = torch.export.Dim
+    dims = {0: d("batch", min=1)}  # the batch is free in every export
     if dynamic:
-        d = torch.export.Dim
-        kw["dynamic_shapes"] = {"image": {0: d("batch", min=1), 2: d("height", min=16), 3: d("width", min=16)}}
+        dims.update({2: d("height", min=16), 3: d("width", min=16)})
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(wrapper, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=["image"], output_names=list(outputs), verbose=False, **kw)
+                                    input_names=["image"], output_names=list(outputs), verbose=False,
+                                    dynamic_shapes={"image": dims})
         program.save(str(tmp), external_data=False)
     return "dynamo"
 
@@ -296,7 +299,7 @@ def _torchscript(wrapper: nn.Module, example: Tensor, tmp: Path, outputs: tuple[
     """The legacy TorchScript exporter: the pooling regions become constants (fixed size)."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=min(opset, 20),
+        torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=list(outputs),
                           dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}})
 

@@ -30,7 +30,6 @@ class ImageCanvas(pg.GraphicsView):
         self.vb.addItem(self.photo)
         self.vb.addItem(self.overlay)
         self.setMouseTracking(True)
-        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self._shape: tuple[int, int] | None = None
         self._last_hover: tuple[int, int] | None = None
 
@@ -97,11 +96,13 @@ class ImageCanvas(pg.GraphicsView):
         scene = self.vb.mapViewToScene(QPointF(x + 0.5, y + 0.5))
         return self.mapFromScene(scene)
 
-    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
-        px = self.pixel_at(scene_pos)
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802
+        # every move, not pyqtgraph's rate-limited sigMouseMoved (which can drop the last position)
+        px = self.pixel_at(self.mapToScene(ev.position().toPoint()))
         if px != self._last_hover:
             self._last_hover = px
             self.hovered.emit(px)
+        super().mouseMoveEvent(ev)
 
     def leaveEvent(self, ev) -> None:  # noqa: N802 (Qt name)
         if self._last_hover is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.cli import command
-from core.commands._common import load
+from core.commands._common import load, say
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load(args.model)
     check = True if args.check else (False if args.no_check else None)
-    report = export_onnx(loaded.model, args.out, size=args.size, dynamic=args.dynamic, opset=args.opset or DEFAULT_OPSET,
+    report = export_onnx(loaded.model, args.out, size=args.size, dynamic=args.dynamic,
+                         opset=args.opset or DEFAULT_OPSET,
                          normalize=not args.raw_input, classes=loaded.classes, check=check, strict=args.check,
                          exporter=args.exporter)
-    print(report.summary())
-    return 0 if report.ok or not args.check else 1
+    print(report.summary())  # with --check a mismatch has already raised (exit 1, the lines above in the error)
+    if not report.ok:
+        say("warning: onnxruntime disagrees with PyTorch (see the check lines); --check makes this an error", err=True)
+    return 0

@@ -20,7 +20,8 @@ import io
 from pathlib import Path
 
 from core.cli import command
-from core.commands._common import add_inference, add_model_source, add_quiet, load, predictor, progress, resolve_device, say
+from core.commands._common import (add_inference, add_model_source, add_quiet, load, predictor, progress,
+                                   resolve_device, say)
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -67,7 +68,7 @@ def _check_names(paths: list[Path], out: Path, args: argparse.Namespace) -> None
         for o in _outputs(p, out, args):
             key = o.resolve()
             if key in inputs:
-                raise ValueError(f"{o} would overwrite the input image {o}; choose another --out folder")
+                raise ValueError(f"the output {o} would overwrite an input image; choose another --out folder")
             if key in owner:
                 raise ValueError(f"{owner[key]} and {p} would both write {o}; predict them into different folders")
             owner[key] = p
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                 write_mask(out / f"{path.stem}.png", p.labels, classes)
                 if args.overlay:
                     blend = (1 - args.alpha) * image.astype(np.float32) + args.alpha * lut[p.labels]
-                    atomic_write_bytes(out / f"{path.stem}_overlay.png", _png(np.clip(blend + 0.5, 0, 255).astype(np.uint8)))
+                    overlay = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+                    atomic_write_bytes(out / f"{path.stem}_overlay.png", _png(overlay))
                 if args.aux and p.aux_labels is not None:
                     write_mask(out / f"{path.stem}_aux.png", p.aux_labels, classes)
                 if args.probs:

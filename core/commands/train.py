@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -168,10 +167,27 @@ def _given(args: argparse.Namespace, table: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def train_config(args: argparse.Namespace, file_train: dict[str, Any]) -> Any:
+def resume_settings(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model config, training settings) a resume state was written with."""
+    import torch
+
+    from core.errors import CheckpointError
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return json.loads(data["model_config"]), json.loads(data["train_config"])
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such resume state") from None
+    except Exception as exc:  # noqa: BLE001 - not a torch file, truncated, not ours
+        raise CheckpointError(f"{path}: not a PSPNet Studio training state (the last.pt that --checkpoint-every "
+                              f"writes): {exc}") from None
+
+
+def train_config(args: argparse.Namespace, file_train: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
+    """TrainConfig from ``base`` (e.g. a resumed run's), then the file, then the options."""
     from core.train import TrainConfig
 
-    data = {**file_train, **_given(args, TRAIN_OPTIONS)}
+    data = {**(base or {}), **file_train, **_given(args, TRAIN_OPTIONS)}
     if data.get("checkpoint_every") and not data.get("checkpoint_dir") and getattr(args, "out", None):
         out = Path(args.out)
         data["checkpoint_dir"] = str(out.with_name(out.stem + "_checkpoints"))
@@ -295,8 +311,8 @@ def _finish(out: str | None, result: Any, classes: Any, provenance: dict[str, An
     what = (f"cancelled at step {result.steps_done}; the weights of that step" if result.cancelled
             else f"{result.steps_done} steps")
     loss = f", final loss {losses[-1]:.4f}" if losses else ""
-    val = (f", validation mIoU {100 * result.metrics.miou:.2f} % (pixel accuracy {100 * result.metrics.pixel_acc:.2f} %)"
-           if result.metrics is not None else "")
+    m = result.metrics
+    val = (f", validation mIoU {100 * m.miou:.2f} % (pixel accuracy {100 * m.pixel_acc:.2f} %)" if m is not None else "")
     print(f"{what}{loss}{val}" + (f"; saved {out}" if out else ""))
     return prov
 
@@ -322,8 +338,6 @@ def run_train(args: argparse.Namespace) -> int:
     from core.weights import build_model, fetch_backbone_weights, load_backbone
 
     file_model, file_train = _read_settings(args.config)
-    cfg = train_config(args, file_train)
-    _check_out(args.out)
     arch_options = sorted(f"--{d.replace('_', '-')}" for d in MODEL_OPTIONS if getattr(args, d, None) is not None)
     arch_options += ["--backbone-weights"] * bool(args.backbone_weights) + ["--imagenet"] * bool(args.imagenet)
     if args.model and (arch_options or file_model):
@@ -331,6 +345,13 @@ def run_train(args: argparse.Namespace) -> int:
                          "the architecture comes from the checkpoint")
     if args.imagenet and args.backbone_weights:
         raise ValueError("give either --imagenet or --backbone-weights, not both")
+    base = None
+    if args.resume and not args.model and not arch_options and not file_model:
+        # continue a run from its resume state alone: its architecture and settings, then file and options
+        file_model, base = resume_settings(args.resume)
+        base.pop("resume", None)
+    cfg = train_config(args, file_train, base)
+    _check_out(args.out)
     info = init_distributed(cfg.device)
     main = info.is_main
     try:

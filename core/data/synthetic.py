@@ -20,6 +20,7 @@ the pyramid's local-to-global bins do. Background classes have locally distinct 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -109,102 +110,95 @@ _TEXTURE = {SKY: _sky, WATER: _water, ROAD: _road, GRASS: _grass}
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Region:
+    kind: int  # WATER, ROAD or GRASS
+    side: str  # "all", "left" or "right"
+
+
+class _Layout:
+    """Sky above ``horizon``; below it one region, or two split by a slanted line."""
+
+    def __init__(self, rng: np.random.Generator, h: int, w: int, skyline: bool):
+        self.h, self.w = h, w
+        self.horizon = int(round(rng.uniform(0.58, 0.7) * h if skyline else rng.uniform(0.18, 0.3) * h))
+        # skylines stand on road (city) or grass (country); ground scenes favour water next to road
+        pairs = ([(ROAD, GRASS)] * 5 + [(ROAD, WATER), (GRASS, WATER)] if skyline else
+                 [(WATER, ROAD)] * 4 + [(WATER, GRASS), (ROAD, GRASS)])
+        singles = (ROAD, GRASS) if skyline else (WATER, ROAD)
+        if rng.random() < 0.2:
+            self.regions = [_Region(int(rng.choice(singles)), "all")]
+        else:
+            pair = list(pairs[int(rng.integers(len(pairs)))])
+            if rng.random() < 0.5:
+                pair.reverse()
+            self.regions = [_Region(pair[0], "left"), _Region(pair[1], "right")]
+        self.xb = rng.uniform(0.4, 0.6) * w
+        self.slant = rng.uniform(-0.08, 0.08) * w
+        rows, cols = np.mgrid[0:h, 0:w]
+        if len(self.regions) == 1:
+            self.ground = np.full((h, w), self.regions[0].kind, np.uint8)
+        else:
+            left = cols < self.boundary(rows)
+            self.ground = np.where(left, self.regions[0].kind, self.regions[1].kind).astype(np.uint8)
+
+    def boundary(self, y: np.ndarray | float) -> np.ndarray | float:
+        return self.xb + self.slant * (y - self.horizon) / max(self.h - self.horizon, 1)
+
+    def columns(self, side: str, y0: float, y1: float) -> tuple[int, int]:
+        """The columns [x0, x1) inside the region on every row from y0 to y1."""
+        if side == "all":
+            return 0, self.w
+        b0, b1 = self.boundary(y0), self.boundary(y1)
+        return (0, int(min(b0, b1)) - 1) if side == "left" else (int(np.ceil(max(b0, b1))) + 1, self.w)
+
+
 def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
     """One scene: (HxWx3 uint8 RGB image, HxW uint8 mask of SYNTHETIC_CLASSES ids). Same seed and
-    size -> identical arrays."""
+    size -> identical arrays.
+
+    Half the scenes are skylines (a low horizon, tall facades: their tops are far from the ground
+    that decides between building and skyscraper), half are ground scenes (a high horizon, a large
+    vehicle on each water or road region: its middle is far from the water or road around it)."""
     h, w = (int(v) for v in size)
     if h < 32 or w < 32:
         raise ValueError(f"synthetic scenes need at least 32x32 pixels, not {h}x{w}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
-    mask = np.full((h, w), SKY, np.uint8)
-    horizon = int(round(rng.uniform(0.36, 0.46) * h))
-
-    # ground: one region, or two split by a slanted line (x at the horizon -> x at the bottom)
-    kinds = [WATER, ROAD, GRASS]
-    if rng.random() < 0.2:
-        regions = [(int(rng.choice(kinds)), None)]
-    else:
-        left, right = rng.choice(kinds, 2, replace=False)
-        xb = rng.uniform(0.4, 0.6) * w
-        slant = rng.uniform(-0.08, 0.08) * w
-        regions = [(int(left), "left"), (int(right), "right")]
-    cols = np.arange(w)[None, :]
-    rows = np.arange(h)[:, None]
-    ground = np.zeros((h, w), np.uint8)
-    if len(regions) == 1:
-        ground[:] = regions[0][0]
-        bound = None
-    else:
-        bound = xb + slant * (rows - horizon) / max(h - horizon, 1)  # boundary x per row
-        ground[:] = np.where(cols < bound, regions[0][0], regions[1][0])
-    mask[horizon:] = ground[horizon:]
-
-    def extent(side: str | None, y0: int, y1: int) -> tuple[int, int]:
-        """The columns of a region that are inside it on every row from y0 to y1."""
-        if side is None:
-            return 0, w
-        b0, b1 = (xb + slant * (y - horizon) / max(h - horizon, 1) for y in (y0, y1))
-        return (0, int(min(b0, b1)) - 1) if side == "left" else (int(np.ceil(max(b0, b1))) + 1, w)
-
-    layers: list[tuple[np.ndarray, int, str]] = []  # (object mask, class, texture kind)
+    skyline = bool(rng.random() < 0.5)
+    lay = _Layout(rng, h, w, skyline)
+    horizon = lay.horizon
+    margin = max(2, int(round(0.03 * min(h, w))))
     occupied = np.zeros((h, w), bool)
-    margin = max(2, int(0.03 * min(h, w)))
-    gh = h - horizon
+    layers: list[tuple[np.ndarray, int, str]] = []  # (object mask, class, texture kind)
 
-    for kind, side in regions:
-        # facades on the horizon above road and grass
-        if kind in _FACADE:
-            for _ in range(int(rng.integers(1, 3))):
-                fw = int(rng.uniform(0.12, 0.2) * w)
-                fh = int(min(rng.uniform(0.24, 0.34) * h, horizon - 0.08 * h))
-                x0, x1 = extent(side, horizon - 1, horizon + 1)
-                x0, x1 = max(x0, margin), min(x1, w - margin)
-                if x1 - x0 < fw or fh < 8:
-                    continue
-                fx = int(rng.integers(x0, x1 - fw + 1))
-                if occupied[horizon - fh:horizon, max(fx - 2, 0):fx + fw + 2].any():
-                    continue
-                m = np.zeros((h, w), bool)
-                m[horizon - fh:horizon, fx:fx + fw] = True
-                occupied |= m
-                layers.append((m, _FACADE[kind], "facade"))
-        # a vehicle on water or road, well inside its region
-        if kind in _VEHICLE and rng.random() < 0.9:
-            vh = int(min(rng.uniform(0.2, 0.3) * h, gh - 2 * margin - 2))
-            vy = int(rng.integers(horizon + margin + 2, h - margin - vh + 1))
-            x0, x1 = extent(side, vy, vy + vh)
-            x0, x1 = max(x0 + margin, margin), min(x1 - margin, w - margin)
-            vw = int(min(rng.uniform(0.3, 0.42) * w, x1 - x0))
-            if vw >= 12 and vh >= 8:
-                vx = int(rng.integers(x0, x1 - vw + 1))
-                m = _rounded_rect(h, w, vx, vy, vw, vh, radius=int(rng.uniform(0.25, 0.5) * vh))
+    for region in lay.regions:
+        if region.kind in _FACADE:
+            tall = (0.3, 0.5) if skyline else (0.06, 0.12)
+            for _ in range(int(rng.integers(1, 4) if skyline else rng.integers(0, 3))):
+                m = _facade_mask(rng, lay, region, tall, margin, occupied)
+                if m is not None:
+                    occupied |= cv2.dilate(m.astype(np.uint8), np.ones((1, 5), np.uint8)).astype(bool)
+                    layers.append((m, _FACADE[region.kind], "facade"))
+        if region.kind in _VEHICLE and not skyline and rng.random() < 0.9:
+            m = _vehicle_mask(rng, lay, region, margin)
+            if m is not None:
                 occupied |= cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-                layers.append((m, _VEHICLE[kind], "vehicle"))
-        # small markers on water or road
-        if kind in _MARKER:
+                layers.append((m, _VEHICLE[region.kind], "vehicle"))
+        if region.kind in _MARKER:
             for _ in range(int(rng.integers(1, 4))):
-                r = max(2, int(round(rng.uniform(0.025, 0.04) * min(h, w))))
-                cy = int(rng.integers(horizon + r + margin, h - r - margin + 1))
-                x0, x1 = extent(side, cy - r, cy + r)
-                x0, x1 = max(x0 + r + margin, r + margin), min(x1 - r - margin, w - r - margin)
-                if x1 <= x0:
-                    continue
-                cx = int(rng.integers(x0, x1))
-                m = np.zeros((h, w), np.uint8)
-                cv2.circle(m, (cx, cy), r, 1, thickness=-1)
-                m = m.astype(bool)
-                if occupied[max(cy - r - 3, 0):cy + r + 4, max(cx - r - 3, 0):cx + r + 4].any():
-                    continue
-                occupied |= m
-                layers.append((m, _MARKER[kind], "marker"))
+                m = _marker_mask(rng, lay, region, margin, occupied)
+                if m is not None:
+                    occupied |= m
+                    layers.append((m, _MARKER[region.kind], "marker"))
 
+    mask = np.where(np.arange(h)[:, None] < horizon, np.uint8(SKY), lay.ground).astype(np.uint8)
     for m, cls, _ in layers:
         mask[m] = cls
 
-    # paint: backgrounds, then objects, then sensor noise everywhere
+    # paint: backgrounds, then objects (each with its own texture phase), then sensor noise
     image = np.zeros((h, w, 3), np.float32)
     for cls, texture in _TEXTURE.items():
-        sel = mask == cls if cls == SKY else (ground == cls) & (rows >= horizon)
+        sel = mask == cls if cls == SKY else (mask == cls) | ((lay.ground == cls) & (mask > GRASS))
         if sel.any():
             image[sel] = texture(h, w, rng)[sel]
     object_texture = {"vehicle": _vehicle, "facade": _facade, "marker": _marker}
@@ -212,6 +206,60 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
         image[m] = object_texture[kind](h, w, rng)[m]
     image += rng.normal(0, 4, image.shape).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+
+
+def _facade_mask(rng: np.random.Generator, lay: _Layout, region: _Region, tall: tuple[float, float], margin: int,
+                 occupied: np.ndarray) -> np.ndarray | None:
+    """A facade standing on the horizon above ``region`` (its foot fully on that region)."""
+    h, w, horizon = lay.h, lay.w, lay.horizon
+    fw = max(4, int(rng.uniform(0.1, 0.18) * w))
+    fh = int(min(rng.uniform(*tall) * h, horizon - max(margin, 0.05 * h)))
+    x0, x1 = lay.columns(region.side, horizon - 1, horizon + 1)
+    x0, x1 = max(x0, margin), min(x1, w - margin)
+    if x1 - x0 < fw or fh < 3:
+        return None
+    fx = int(rng.integers(x0, x1 - fw + 1))
+    if occupied[horizon - fh:horizon, fx:fx + fw].any():
+        return None
+    m = np.zeros((h, w), bool)
+    m[horizon - fh:horizon, fx:fx + fw] = True
+    return m
+
+
+def _vehicle_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margin: int) -> np.ndarray | None:
+    """A large rounded vehicle well inside ``region``: most of its pixels are far from its surroundings."""
+    h, w, horizon = lay.h, lay.w, lay.horizon
+    gh = h - horizon - 2 * margin
+    vh = int(rng.uniform(0.45, 0.65) * gh)
+    vy = horizon + margin + int(rng.integers(0, gh - vh + 1))
+    x0, x1 = lay.columns(region.side, vy, vy + vh)
+    x0, x1 = max(x0 + margin, margin), min(x1 - margin, w - margin)
+    vw = int(rng.uniform(0.6, 0.9) * (x1 - x0))
+    if vw < 8 or vh < 6:
+        return None
+    vx = x0 + int(rng.integers(0, x1 - x0 - vw + 1))
+    return _rounded_rect(h, w, vx, vy, vw, vh, radius=int(rng.uniform(0.25, 0.5) * vh))
+
+
+def _marker_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margin: int,
+                 occupied: np.ndarray) -> np.ndarray | None:
+    """A small disc on ``region`` away from every other object."""
+    h, w, horizon = lay.h, lay.w, lay.horizon
+    r = max(2, int(round(rng.uniform(0.035, 0.05) * min(h, w))))
+    lo, hi = horizon + r + margin, h - r - margin
+    if hi <= lo:
+        return None
+    cy = int(rng.integers(lo, hi))
+    x0, x1 = lay.columns(region.side, cy - r, cy + r)
+    x0, x1 = max(x0 + r + margin, r + margin), min(x1 - r - margin, w - r - margin)
+    if x1 <= x0:
+        return None
+    cx = int(rng.integers(x0, x1))
+    if occupied[max(cy - r - 3, 0):cy + r + 4, max(cx - r - 3, 0):cx + r + 4].any():
+        return None
+    m = np.zeros((h, w), np.uint8)
+    cv2.circle(m, (cx, cy), r, 1, thickness=-1)
+    return m.astype(bool)
 
 
 def _rounded_rect(h: int, w: int, x: int, y: int, rw: int, rh: int, radius: int) -> np.ndarray:

@@ -57,6 +57,9 @@ class Batch:
         for i in range(k):
             yield Batch(*(None if p is None else p[i] for p in parts))
 
+    def pin_memory(self) -> "Batch":  # called by DataLoader(pin_memory=True)
+        return Batch(*(None if t is None else t.pin_memory() for t in (self.masks, self.images, self.layer3, self.layer4)))
+
     def to(self, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format) -> "Batch":
         def move(t: torch.Tensor | None, fmt: bool) -> torch.Tensor | None:
             if t is None:

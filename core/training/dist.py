@@ -72,6 +72,13 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's BatchNorm statistics (DDP syncs them only at each forward's start)."""
+    if info.distributed:
+        for b in module.buffers():
+            dist.broadcast(b, src=0)
+
+
 def wrap_ddp(module: nn.Module, info: DistInfo, device: torch.device, find_unused: bool = False) -> nn.Module:
     if not info.distributed:
         return module
@@ -87,18 +94,17 @@ def to_sync_bn(model: nn.Module) -> nn.Module:
 
 
 def from_sync_bn(module: nn.Module) -> nn.Module:
-    """Undo :func:`to_sync_bn`: plain BatchNorm2d with the same parameters and statistics, so the
-    trained model runs in one process again (SyncBatchNorm needs a process group to train)."""
+    """Undo :func:`to_sync_bn`: plain BatchNorm2d holding the same parameter and statistics
+    tensors, so the trained model runs in one process again (SyncBatchNorm needs a process group)."""
     if isinstance(module, nn.SyncBatchNorm):
         bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats)
-        state = module.state_dict()
-        bn.load_state_dict(state)
-        if state:
-            bn = bn.to(device=next(iter(state.values())).device)
+                            module.track_running_stats, device="meta")
+        if module.affine:
+            bn.weight, bn.bias = module.weight, module.bias
+        if module.track_running_stats:
+            bn.running_mean, bn.running_var = module.running_mean, module.running_var
+            bn.num_batches_tracked = module.num_batches_tracked
         bn.train(module.training)
-        for p_new, p_old in zip(bn.parameters(), module.parameters()):
-            p_new.requires_grad_(p_old.requires_grad)
         return bn
     for name, child in module.named_children():
         new = from_sync_bn(child)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import TrainingError
-from core.loss import pspnet_loss
+from core.loss import IGNORE_INDEX, pspnet_loss
 from core.training import dist as D
 from core.training.data import AugmentedSamples, Batch, FeatureCache, augmented_batches, epoch_of, torch_seed
 from core.training.schedule import poly_lr
@@ -110,6 +110,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.micro = cfg.batch
         self.pending: list[str] = []  # messages for the next progress record
+        self.grad_flags: list[tuple[nn.Parameter, bool]] = []
+        self.sync_bn = False
 
     # ----------------------------------------------------------------- set-up
     def _note(self, text: str) -> None:
@@ -126,16 +128,22 @@ class Trainer:
             raise TrainingError(f"batch {cfg.batch} is too small: the 1x1 pyramid level's BatchNorm needs at least "
                                 f"{self.min_micro} images per step (per process under torchrun)")
         model.to(self.device, memory_format=self.memory_format)
-        self.sync_bn = False
         if info.distributed and cfg.sync_bn:
             if self.device.type == "cuda":
                 D.to_sync_bn(model)
                 self.sync_bn = True
             else:
                 self._note("sync_bn ignored: SyncBatchNorm needs CUDA; each process keeps its own statistics")
-        if cfg.freeze_backbone:
-            for p in model.backbone_parameters():
-                p.requires_grad_(False)
+        classes = self.classes or getattr(self.train_set, "classes", None)
+        if classes is not None and len(classes) != model.cfg.num_classes:
+            raise TrainingError(f"the class table has {len(classes)} classes but the model predicts "
+                                f"{model.cfg.num_classes}")
+        # the config decides what trains; the caller's flags come back at the end of the run
+        self.grad_flags = [(p, p.requires_grad) for p in model.parameters()]
+        for p in model.backbone_parameters():
+            p.requires_grad_(not cfg.freeze_backbone)
+        for p in model.head_parameters():
+            p.requires_grad_(True)
         groups = []
         if not cfg.freeze_backbone:
             groups.append({"params": [p for p in model.backbone_parameters() if p.requires_grad], "lr_mult": 1.0})
@@ -253,6 +261,16 @@ class Trainer:
             self.optimizer.step()
         return vals
 
+    def _check_labels(self, batch: Batch, step: int) -> None:
+        """Refuse label ids the model has no class for (on CUDA they would be a device-side assert)."""
+        k = self.model.cfg.num_classes
+        m = batch.masks
+        bad = m[(m != IGNORE_INDEX) & (m >= k)]
+        if bad.numel():
+            ids = sorted(set(bad.unique().tolist()))[:10]
+            raise TrainingError(f"step {step + 1}: the training masks hold label ids {ids}, outside the model's "
+                                f"0..{k - 1} (and not the ignore label {IGNORE_INDEX})")
+
     def _restore_buffers(self) -> None:
         with torch.no_grad():
             for saved, b in zip(self.saved_buffers, self.buffers):
@@ -297,6 +315,7 @@ class Trainer:
         from core.metrics import ConfusionMatrix
 
         model = self.model
+        D.broadcast_buffers(model, self.info)  # every rank validates the model rank 0 saves
         cm = ConfusionMatrix(model.cfg.num_classes)
         n = len(self.val_set)
         if self.cfg.val_limit:
@@ -345,23 +364,26 @@ class Trainer:
     # ----------------------------------------------------------------- the generator
     def run(self) -> Generator[TrainProgress, None, TrainResult]:
         cfg, info, main = self.cfg, self.info, self.info.is_main
-        self._setup()
         history: list[TrainProgress] = []
         metrics = None
         resume_state: Path | None = None
-        done = self.start
         cancelled = False
         times: deque[float] = deque(maxlen=20)
         images_per_step = cfg.batch * info.world_size
-        batches = self._batches()
         last_val_step = -1
+        batches: Iterator[Batch] | None = None
         try:
+            self._setup()
+            done = self.start
+            batches = self._batches()
             for step in range(self.start, cfg.steps):
                 if D.any_rank(_is_cancelled(self.cancel), info, self.device):
                     cancelled = True
                     break
                 t0 = time.perf_counter()
-                batch = next(batches).to(self.device, self.memory_format)
+                batch = next(batches)
+                self._check_labels(batch, step)
+                batch = batch.to(self.device, self.memory_format)
                 vals = self._guarded_step(step, batch).tolist()
                 done = step + 1
                 dt = time.perf_counter() - t0
@@ -395,12 +417,15 @@ class Trainer:
                 history.append(val_rec)
                 if main:
                     yield val_rec
-        finally:
+            D.broadcast_buffers(self.model, info)
+        finally:  # also when training fails or the consumer closes the generator early
             close = getattr(batches, "close", None)
             if close is not None:
-                close()  # stops DataLoader workers when the consumer stops early
-        if self.sync_bn:
-            D.from_sync_bn(self.model)
+                close()  # stops DataLoader workers
+            for p, flag in self.grad_flags:
+                p.requires_grad_(flag)
+            if self.sync_bn:
+                D.from_sync_bn(self.model)
         self.model.eval()
         final = None if cancelled else self._save_final(done, metrics)
         D.barrier(info)

@@ -50,7 +50,7 @@ def demo(work) -> Path:
 def ckpt(work, demo) -> Path:
     out = work / "tiny.safetensors"
     rc = main(["train", "--data", str(demo), "--out", str(out), *TINY, "--steps", "2", *FAST,
-               "--save-config", str(work / "used.toml")])
+               "--save-config", str(work / "used.toml"), "--checkpoint-every", "2"])
     assert rc == 0
     return out
 
@@ -113,6 +113,19 @@ def test_train_saves_the_model_with_provenance(ckpt, demo, work):
     assert 0.0 <= prov["metrics"]["miou"] <= 1.0
     saved = (work / "used.toml").read_text()
     assert "[model]" in saved and "base_width = 8" in saved and "steps = 2" in saved
+
+
+def test_resume_takes_architecture_and_settings_from_the_state(ckpt, demo, work, tmp_path):
+    state = work / "tiny_checkpoints" / "last.pt"  # --checkpoint-every's default folder: OUT's name + _checkpoints
+    assert state.is_file() and (work / "tiny_checkpoints" / "final.safetensors").is_file()
+    out = tmp_path / "resumed.safetensors"
+    assert main(["train", "--data", str(demo), "--out", str(out), "--resume", str(state), "--steps", "3",
+                 "--val-split", "none", "-q"]) == 0
+    resumed = load_model(out)
+    assert resumed.config == load_model(ckpt).config
+    prov = resumed.provenance
+    assert prov["steps_done"] == 3 and prov["train_config"]["batch"] == 2 and prov["train_config"]["crop"] == 48
+    assert prov["train_config"]["resume"] == str(state)
 
 
 def test_eval_json_matches_the_training_validation(ckpt, demo, capsys):
@@ -214,7 +227,7 @@ def test_predict_writes_masks_overlays_probs_and_reports_bad_files(ckpt, demo, t
 def test_predict_never_overwrites_its_inputs(ckpt, demo, capsys):
     before = {p.name: p.read_bytes() for p in (demo / "images").iterdir()}
     assert main(["predict", "--model", str(ckpt), str(demo / "images"), "--out", str(demo / "images")]) == 1
-    assert "would overwrite the input image" in capsys.readouterr().err
+    assert "would overwrite an input image" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (demo / "images").iterdir()} == before
 
 

@@ -110,9 +110,10 @@ def test_fixed_size_avg_export_agrees_with_torch_at_an_odd_size(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "avg.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["main", "aux"]
-    # a checkerboard image by hand: the graph normalises (input is RGB 0..255)
-    img = np.zeros((1, 3, 65, 50), np.float32)
-    img[..., ::2, ::3] = 255
+    # a batch of two made by hand (the batch is free): the graph normalises (input is RGB 0..255)
+    img = np.zeros((2, 3, 65, 50), np.float32)
+    img[0, :, ::2, ::3] = 255
+    img[1] = np.linspace(0, 255, 65 * 50, dtype=np.float32).reshape(65, 50)
     main = session.run(["main"], {"image": img})[0]
     with torch.no_grad():
         ref = model(model.normalize(torch.from_numpy(img))).main.numpy()
@@ -130,6 +131,16 @@ def test_dynamic_max_pooling_export_is_exact_at_two_sizes(tmp_path):
     # a size of its own: a different feature size, so different pooling regions
     other = E.check_onnx(tmp_path / "dyn.onnx", model, (97, 70))
     assert other[0].ok, other[0].summary()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "dyn.onnx"), providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape
+    assert shape[1] == 3 and all(isinstance(d, str) for d in (shape[0], shape[2], shape[3])), shape
+    x = torch.rand(3, 3, 40, 44, generator=torch.Generator().manual_seed(1)) * 255  # a batch of 3
+    got = session.run(["main"], {"image": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(model.normalize(x)).main.numpy()
+    assert compare_logits(ref, got, (40, 44)).ok
     # and a wrong model is caught
     wrong = E.check_onnx(tmp_path / "dyn.onnx", tiny(pooling="avg", aux=False), (65, 50))
     assert not wrong[0].ok

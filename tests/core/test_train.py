@@ -201,9 +201,11 @@ def test_cancel_keeps_the_last_completed_step(scenes):
     # a callable works too, and a cancel before the first step changes nothing
     model = tiny_model()
     before = state(model)
-    recs, res = run(train(model, scenes, cfg=cfg(steps=5), cancel=lambda: True))
+    recs, res = run(train(model, scenes, cfg=cfg(steps=5, amp="bf16", channels_last=True), cancel=lambda: True))
     assert recs == [] and res.cancelled and res.steps_done == 0
     assert_same_state(before, state(model))
+    # mixed precision and channels_last are CUDA-only: on the CPU they are dropped, and said so
+    assert any("amp bf16 ignored" in n for n in res.notes) and any("channels_last ignored" in n for n in res.notes)
 
 
 def test_resume_refuses_another_architecture_and_non_states(scenes, tmp_path):
@@ -301,12 +303,26 @@ def test_micro_batches_never_go_below_the_minimum():
 
 def test_sync_bn_round_trip_keeps_the_state():
     model = tiny_model()
-    before = state(model)
+    before, params = state(model), [id(p) for p in model.parameters()]
     to_sync_bn(model)
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     from_sync_bn(model)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     assert_same_state(before, state(model))
+    assert [id(p) for p in model.parameters()] == params  # the same tensors, so the optimizer's too
+
+
+def test_label_ids_beyond_the_model_and_a_mismatched_class_table_are_refused(scenes):
+    bad = Scenes(2, seed=9)
+    bad.items[1][1][5:9, 5:9] = 12
+    bad.items[0][1][5:9, 5:9] = 12
+    model = tiny_model()
+    before = state(model)
+    with pytest.raises(TrainingError, match=r"step 1: the training masks hold label ids \[12\]"):
+        run(train(model, bad, cfg=cfg(crop=48, scale=(1.0, 1.0), rotate=0)))
+    assert_same_state(before, state(model))
+    with pytest.raises(TrainingError, match="class table has 10 classes but the model predicts 5"):
+        run(train(tiny_model(num_classes=5), scenes, cfg=cfg()))
 
 
 # ------------------------------------------------------------------------------ fine-tuning
@@ -328,7 +344,7 @@ def test_finetune_frozen_cached_trains_only_the_heads_on_labelled_pixels():
     assert labelled_val, "the test needs a labelled validation image"
     assert res.metrics is not None and res.metrics.pixels == sum(
         int((data.items[data.names.index(n)][1] != 255).sum()) for n in labelled_val)
-    assert all(p.requires_grad is False for p in model.backbone_parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the caller's flags come back
 
 
 def test_finetune_without_cache_and_without_labels(tmp_path):
@@ -350,18 +366,19 @@ def test_learns_synthetic_scenes_and_saves_a_loadable_model(tmp_path):
     from core.data.synthetic import write_demo_project
     from core.weights import load_model
 
-    root = write_demo_project(tmp_path / "demo", n_train=24, n_val=6, size=(64, 64), seed=0)
+    root = write_demo_project(tmp_path / "demo", n_train=24, n_val=6, size=(48, 48), seed=0)
     train_set, val_set = open_dataset(root, "train"), open_dataset(root, "val")
     torch.manual_seed(0)
     model = PSPNet(ModelConfig(depth=18, base_width=8, num_classes=K, head_channels=32, aux_channels=16))
-    c = TrainConfig(steps=60, batch=8, crop=64, lr=0.01, scale=(0.75, 1.25), rotate=0, blur=0, val_every=30,
+    c = TrainConfig(steps=60, batch=8, crop=48, lr=0.02, scale=(0.75, 1.25), rotate=0, blur=0, val_every=30,
                     checkpoint_dir=str(tmp_path / "run"))
     recs, res = run(train(model, train_set, val_set, c))
     losses = [r.loss for r in recs if r.val is None]
     vals = [r.val for r in recs if r.val is not None]
     assert len(losses) == 60 and len(vals) == 2
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
-    assert res.metrics is vals[-1] and res.metrics.miou > 0.2  # measured ~0.3 at step 60
+    # measured at step 60: mIoU 0.29 with this seed (0.33 and 0.44 with seeds 1 and 2); chance is ~0.05
+    assert res.metrics is vals[-1] and res.metrics.miou > 0.2
     loaded = load_model(res.checkpoint)
     assert loaded.classes == SYNTHETIC_CLASSES
     assert loaded.provenance["train_config"]["steps"] == 60 and loaded.provenance["steps_done"] == 60
