@@ -185,7 +185,7 @@ def resume_settings(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def train_config(args: argparse.Namespace, file_train: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
     """TrainConfig from ``base`` (e.g. a resumed run's), then the file, then the options."""
-    from core.train import TrainConfig
+    from core.training import TrainConfig
 
     data = {**(base or {}), **file_train, **_given(args, TRAIN_OPTIONS)}
     if data.get("checkpoint_every") and not data.get("checkpoint_dir") and getattr(args, "out", None):
@@ -334,7 +334,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 @command("train", "train a PSPNet on a data set folder (torchrun for several GPUs)", _configure_train)
 def run_train(args: argparse.Namespace) -> int:
     from core.data.datasets import open_dataset
-    from core.train import init_distributed, shutdown_distributed, train
+    from core.training import init_distributed, shutdown_distributed, train
     from core.weights import build_model, fetch_backbone_weights, load_backbone
 
     file_model, file_train = _read_settings(args.config)
@@ -416,7 +416,7 @@ def _configure_finetune(p: argparse.ArgumentParser) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     from core.data.datasets import open_dataset
     from core.project import Project
-    from core.train import finetune, init_distributed, shutdown_distributed
+    from core.training import finetune, init_distributed, shutdown_distributed
 
     if not args.out and not args.add_to_project:
         raise ValueError("say where the fine-tuned model goes: --out CKPT and/or --add-to-project")

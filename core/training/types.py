@@ -47,7 +47,7 @@ class TrainConfig:
     resume: str | None = None  # a last.pt to continue from, exactly
     # fine-tune options
     freeze_backbone: bool = False
-    cache_features: bool = False  # needs freeze_backbone; see core.train.finetune
+    cache_features: bool = False  # needs freeze_backbone; see core.training.finetune
     val_fraction: float = 0.2  # finetune's fixed validation split
     sync_bn: bool = False  # torchrun on CUDA only
 

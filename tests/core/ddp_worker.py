@@ -14,7 +14,7 @@ import torch
 from core.config import ModelConfig
 from core.data.synthetic import SYNTHETIC_CLASSES, generate_scene, scene_seed
 from core.model import PSPNet
-from core.train import TrainConfig, init_distributed, shutdown_distributed, train
+from core.training import TrainConfig, init_distributed, shutdown_distributed, train
 
 
 class Scenes:

@@ -1,4 +1,4 @@
-"""core.train: the generator, determinism, exact resume, the NaN / out-of-memory guards,
+"""core.training: the generator, determinism, exact resume, the NaN / out-of-memory guards,
 cancel, fine-tuning with a frozen backbone and cached features, and learning on synthetic scenes."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from core.data.augment import TrainAugment
 from core.data.synthetic import SYNTHETIC_CLASSES, generate_scene, scene_seed
 from core.errors import CheckpointError, TrainingError
 from core.model import PSPNet
-from core.train import TrainConfig, TrainResult, finetune, fixed_val_split, poly_lr, train
+from core.training import TrainConfig, TrainResult, finetune, fixed_val_split, poly_lr, train
 from core.training import loop
 from core.training.data import Batch, epoch_of, step_samples
 from core.training.dist import DistInfo
