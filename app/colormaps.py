@@ -14,7 +14,7 @@ import pyqtgraph as pg
 import core
 
 HEATMAP = "viridis"
-CHANGE_COLOR = (255, 64, 32)
+CHANGE_COLOR = (255, 40, 200)  # magenta: apart from every demo class colour
 
 
 def class_lut(classes: "core.ClassTable", hidden: Iterable[int] = ()) -> np.ndarray:

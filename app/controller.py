@@ -23,7 +23,6 @@ import core
 from app import jobs
 from app.folder import ImageEntry, ImageFolder, folder_of_image, scan_folder
 from app.workers import Task, TaskRunner
-from core import inspect as ins
 
 # An image up to this many pixels is predicted in one pass with internals (for the pyramid
 # inspector and the head-only re-run); a larger one runs in sliding windows (with progress).
@@ -79,6 +78,7 @@ class Controller(QObject):
         self._rerun_task: Task | None = None
         self._read_task: Task | None = None
         self._cache: OrderedDict[tuple, jobs.Outcome] = OrderedDict()
+        self._switch: Any = None  # core.LevelSwitch of base_outcome, made on the first level switch
         self.last_timing: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------
@@ -97,6 +97,15 @@ class Controller(QObject):
     @property
     def prediction(self) -> Any:
         return self.outcome.prediction if self.outcome is not None else None
+
+    def _mask(self) -> Any:
+        """The current image's mask, when its class table is the model's (else no metrics)."""
+        if self.image is None or self.image.mask is None or self.loaded is None:
+            return None
+        project = self.folder.classes if self.folder is not None else None
+        if project is not None and tuple(project.names) != tuple(self.loaded.classes.names):
+            return None
+        return self.image.mask
 
     def current_classes(self) -> Any:
         if self.classes is not None:
@@ -158,14 +167,14 @@ class Controller(QObject):
             self.deviceChanged.emit(device)
             return None
         self._cancel_inference()
-        self.message.emit(f"Moving the model to {ins.device_name(device)} ...")
+        self.message.emit(f"Moving the model to {core.device_name(device)} ...")
         task = self.inference.submit("move model", jobs.move_model_job, self.loaded, device)
 
         def moved(predictor: Any) -> None:
             self.device = device
             self._make_predictors(predictor)
             self.deviceChanged.emit(device)
-            self.message.emit(f"Model on {ins.device_name(device)}")
+            self.message.emit(f"Model on {core.device_name(device)}")
             self.repredict()
 
         task.succeeded.connect(moved)
@@ -229,7 +238,7 @@ class Controller(QObject):
         self._cancel_inference()
         if self._read_task is not None:
             self._read_task.cancel()
-        classes = self.current_classes()
+        classes = self.folder.classes if self.folder is not None else None  # masks use the project's table
         mask_path = entry.mask_path if entry is not None else None
         task = self.io.submit("read image", jobs.read_image_job, path, mask_path, classes)
         self._read_task = task
@@ -271,7 +280,11 @@ class Controller(QObject):
 
     def repredict(self, use_cache: bool = True) -> Task | None:
         """Predict the current image with the current model (from the cache when possible)."""
-        if self.image is None or self.predictor is None:
+        if self.image is None:
+            return None
+        if self.predictor is None:
+            if not self.inference.busy and not self.background.busy:
+                self.message.emit(f"{self.image.path.name}: no model yet - open one with Model > Open Model (Ctrl+M)")
             return None
         self._cancel_inference()
         key = (str(self.image.path), self._model_gen)
@@ -288,8 +301,8 @@ class Controller(QObject):
         self.predictionProgress.emit(0.0)
         t0 = time.perf_counter()
         gen = (self._image_gen, self._model_gen)
-        task = self.inference.submit("predict", jobs.predict_job, predictor, data.image, data.path, data.mask,
-                                     single, ())
+        task = self.inference.submit("predict", jobs.predict_job, predictor, data.image, data.path, self._mask(),
+                                     single)
         self._predict_task = task
         task.progress.connect(lambda v: self._on_progress(v, gen))
         task.succeeded.connect(lambda out: self._on_predicted(out, gen, key, t0))
@@ -323,6 +336,7 @@ class Controller(QObject):
         """Show an all-levels prediction; then apply the switched-off levels, if any."""
         self.outcome = self.base_outcome = outcome
         self.pyramid = None
+        self._switch = None
         self.predictionProgress.emit(1.0)
         self.outcomeReady.emit(outcome)
         if outcome.prediction.internals is not None:
@@ -344,6 +358,19 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------------------------------
     # pyramid levels
+    def _level_switch(self) -> Any:
+        if self._switch is None or self._switch.base is not self.base_outcome.prediction:
+            self._switch = core.LevelSwitch(self.predictor.model, self.base_outcome.prediction,
+                                            device=self.predictor.device)
+        return self._switch
+
+    def prepare_levels(self) -> Task | None:
+        """Get the level switches of the current prediction ready in the background (the pyramid
+        view does this when it is shown, so that the first switch answers as fast as the next)."""
+        if not self.can_rerun() or (self._switch is not None and self._switch.base is self.base_outcome.prediction):
+            return None
+        return self.inference.submit("prepare level switches", jobs.prepare_switch_job, self._level_switch())
+
     def can_rerun(self) -> bool:
         return self.base_outcome is not None and self.base_outcome.prediction.internals is not None
 
@@ -382,8 +409,8 @@ class Controller(QObject):
         data = self.image
         gen = (self._image_gen, self._model_gen)
         t0 = time.perf_counter()
-        task = self.inference.submit("re-run heads", jobs.rerun_job, self.predictor, base, data.path, data.mask,
-                                     self.disabled_levels)
+        task = self.inference.submit("re-run heads", jobs.rerun_job, self._level_switch(), self.base_outcome,
+                                     self._mask(), self.disabled_levels)
         self._rerun_task = task
 
         def done(outcome: jobs.Outcome) -> None:

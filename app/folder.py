@@ -1,7 +1,8 @@
 """The image list of a folder or project: which images there are, and which have a mask.
 
-A project folder has our layout (``images/``, ``masks/``, ``classes.json``); any other folder
-is read as a flat list of images. Listing only: no pixels are read here.
+A project folder (``project.json``, or a data set in our layout: ``images/``, ``masks/``,
+``classes.json``) is opened with ``core.Project``; any other folder is read as a flat list of
+images. Listing only: no pixels are read here.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 @dataclass
 class ImageEntry:
     path: Path
-    mask_path: Path | None = None
+    mask_path: Path | None = None  # a usable mask
     predicted: bool = False
+    mask_state: str = ""  # "mask", "no mask" or "unreadable mask" ("" -> from mask_path)
+
+    def __post_init__(self) -> None:
+        if not self.mask_state:
+            self.mask_state = "mask" if self.mask_path is not None else "no mask"
 
     @property
     def state(self) -> str:
-        """"predicted", "mask" or "no mask" (what the image list shows)."""
-        if self.predicted:
-            return "predicted"
-        return "mask" if self.mask_path is not None else "no mask"
+        """"predicted", "mask", "unreadable mask" or "no mask" (what the image list shows)."""
+        return "predicted" if self.predicted else self.mask_state
 
 
 @dataclass
@@ -33,7 +37,11 @@ class ImageFolder:
     root: Path
     entries: list[ImageEntry] = field(default_factory=list)
     classes: "core.ClassTable | None" = None  # from the project's classes.json
-    is_project: bool = False
+    project: "core.Project | None" = None
+
+    @property
+    def is_project(self) -> bool:
+        return self.project is not None
 
     def index_of(self, path: str | Path) -> int:
         p = Path(path).resolve()
@@ -48,27 +56,18 @@ def is_image(path: Path) -> bool:
 
 
 def scan_folder(root: str | Path) -> ImageFolder:
-    """List the images of a project (images/ + masks/) or of a plain folder, sorted by name."""
+    """List the images of a project (or data set in our layout) or of a plain folder, sorted by name."""
     root = Path(root)
     if not root.is_dir():
         raise core.DatasetError(f"{root}: not a folder")
-    images_dir = root / "images"
-    is_project = images_dir.is_dir()
-    img_dir = images_dir if is_project else root
-    masks_dir = root / "masks"
-    classes = None
-    if (root / "classes.json").is_file():
-        try:
-            classes = core.ClassTable.load(root / "classes.json")
-        except ValueError as exc:
-            raise core.DatasetError(str(exc)) from exc
-    entries = []
-    for p in sorted(img_dir.iterdir(), key=lambda q: q.name.lower()):
-        if not (p.is_file() and is_image(p)):
-            continue
-        mask = masks_dir / f"{p.stem}.png"
-        entries.append(ImageEntry(p, mask if mask.is_file() else None))
-    return ImageFolder(root, entries, classes, is_project)
+    if (root / "images").is_dir() or (root / "project.json").is_file():
+        project = core.Project.open(root)
+        entries = [ImageEntry(e.image_path, e.mask_path if e.state == "mask" else None, mask_state=e.state)
+                   for e in sorted(project.images(), key=lambda e: e.name.lower())]
+        return ImageFolder(root, entries, project.classes, project)
+    entries = [ImageEntry(p) for p in sorted(root.iterdir(), key=lambda q: q.name.lower())
+               if p.is_file() and is_image(p)]
+    return ImageFolder(root, entries)
 
 
 def folder_of_image(path: str | Path) -> ImageFolder:

@@ -16,7 +16,6 @@ from typing import Any, Callable, Generator, Sequence
 import numpy as np
 
 import core
-from core import inspect as ins
 
 Cancel = Callable[[], bool]
 
@@ -76,8 +75,8 @@ class Outcome:
     prediction: Any  # core.Prediction
     base: Any  # the all-levels prediction it is compared with (itself when no level is off)
     aux_labels: np.ndarray | None
-    disagreement: ins.ChangeMap | None  # main vs aux head
-    change: ins.ChangeMap | None  # vs base, when levels are off
+    disagreement: core.ChangeMap | None  # main vs aux head
+    change: core.ChangeMap | None  # vs base, when levels are off
     shares: np.ndarray  # each class's share of the image
     metrics: dict[str, Any] = field(default_factory=dict)  # "main" / "aux" -> core.SegMetrics (with a mask)
     seconds: float = 0.0  # time the model took (forward or head re-run)
@@ -89,11 +88,12 @@ class Outcome:
 
 
 def derive(path: Path | None, pred: Any, base: Any, mask: np.ndarray | None, seconds: float,
-           mode: str) -> Outcome:
-    aux = pred.aux_labels
+           mode: str, aux_labels: np.ndarray | None = None) -> Outcome:
+    """``aux_labels``: the auxiliary head's labels when known (a level switch does not change them)."""
+    aux = aux_labels if aux_labels is not None else pred.aux_labels
     k = pred.num_classes
-    disagreement = ins.change_map(pred.labels, aux) if aux is not None else None
-    change = ins.change_map(base.labels, pred.labels) if base is not pred else None
+    disagreement = core.change_map(pred.labels, aux) if aux is not None else None
+    change = core.change_map(base.labels, pred.labels) if base is not pred else None
     metrics = {}
     if mask is not None and mask.shape == pred.labels.shape:
         for name, labels in (("main", pred.labels), ("aux", aux)):
@@ -101,34 +101,37 @@ def derive(path: Path | None, pred: Any, base: Any, mask: np.ndarray | None, sec
                 cm = core.ConfusionMatrix(k)
                 cm.update(labels, mask)
                 metrics[name] = cm.compute()
-    return Outcome(path, pred, base, aux, disagreement, change, ins.class_shares(pred.labels, k), metrics,
+    return Outcome(path, pred, base, aux, disagreement, change, core.class_shares(pred.labels, k), metrics,
                    seconds, mode)
 
 
 def predict_job(predictor: Any, image: np.ndarray, path: Path | None, mask: np.ndarray | None,
-                internals: bool, disabled_levels: Sequence[int], *,
-                cancel: Cancel) -> Generator[float, None, Outcome]:
-    """Predict with all levels on (the reference), then re-run the heads with ``disabled_levels`` off."""
+                internals: bool, *, cancel: Cancel) -> Generator[float, None, Outcome]:
+    """Predict with every pyramid level on (the reference the level switches are compared with)."""
     t0 = time.perf_counter()
     base = yield from predictor.predict_steps(image, internals=internals, cancel=cancel)
     seconds = time.perf_counter() - t0
-    pred = base
-    if disabled_levels and base.internals is not None:
-        _check(cancel)
-        pred = predictor.rerun_heads(base, disabled_levels)
     _check(cancel)
-    return derive(path, pred, base, mask, seconds, "full")
+    return derive(path, base, base, mask, seconds, "full")
 
 
-def rerun_job(predictor: Any, base: Any, path: Path | None, mask: np.ndarray | None,
-              disabled_levels: Sequence[int], *, cancel: Cancel) -> Generator[float, None, Outcome]:
-    """The head-only re-run from the cached layer3/layer4 of ``base`` (no backbone)."""
+def prepare_switch_job(switch: Any, *, cancel: Cancel) -> Generator[float, None, Any]:
+    """Compute a LevelSwitch's cached per-level head convolutions ahead of the first switch."""
+    yield 0.0
+    switch.prepare()
+    return switch
+
+
+def rerun_job(switch: Any, base: Outcome, mask: np.ndarray | None, disabled_levels: Sequence[int], *,
+              cancel: Cancel) -> Generator[float, None, Outcome]:
+    """The head-only re-run from the cached features of ``base`` (no backbone, no aux head):
+    ``switch`` is a ``core.LevelSwitch`` for ``base.prediction``."""
     yield 0.0
     t0 = time.perf_counter()
-    pred = predictor.rerun_heads(base, disabled_levels) if disabled_levels else base
+    pred = switch.rerun(disabled_levels) if disabled_levels else base.prediction
     seconds = time.perf_counter() - t0
     _check(cancel)
-    return derive(path, pred, base, mask, seconds, "heads")
+    return derive(base.path, pred, base.prediction, mask, seconds, "heads", aux_labels=base.aux_labels)
 
 
 # --- the pyramid inspector's summaries ------------------------------------------------------------
@@ -156,19 +159,19 @@ class PyramidSummary:
 
 def pyramid_summary_job(internals: Any, *, cancel: Cancel) -> Generator[float, None, PyramidSummary]:
     yield 0.0
-    basis = ins.fit_pca(internals.layer4, max_samples=4096)
-    layer4_pca = ins.pca_rgb(internals.layer4, basis)
+    basis = core.fit_pca(internals.layer4, max_samples=4096)
+    layer4_pca = core.pca_rgb(internals.layer4, basis)
     levels = []
     n = max(1, len(internals.levels))
     for i, lv in enumerate(internals.levels):
         _check(cancel)
-        reduced_basis = ins.fit_pca(lv.reduced)
+        reduced_basis = core.fit_pca(lv.reduced)
         levels.append(LevelSummary(
             lv.bin, lv.enabled,
-            ins.pca_rgb(lv.pooled, basis), ins.pca_rgb(lv.reduced, reduced_basis),
-            ins.pca_rgb(lv.upsampled, reduced_basis) if lv.enabled else np.zeros(lv.upsampled.shape[-2:] + (3,), np.uint8),
-            ins.mean_abs_activation(lv.pooled), ins.mean_abs_activation(lv.reduced),
-            ins.mean_abs_activation(lv.upsampled),
-            ins.top_channels(lv.pooled, 5), ins.top_channels(lv.reduced, 5)))
+            core.pca_rgb(lv.pooled, basis), core.pca_rgb(lv.reduced, reduced_basis),
+            core.pca_rgb(lv.upsampled, reduced_basis) if lv.enabled else np.zeros(lv.upsampled.shape[-2:] + (3,), np.uint8),
+            core.mean_abs_activation(lv.pooled), core.mean_abs_activation(lv.reduced),
+            core.mean_abs_activation(lv.upsampled),
+            core.top_channels(lv.pooled, 5), core.top_channels(lv.reduced, 5)))
         yield (i + 1) / n
     return PyramidSummary(levels, layer4_pca)

@@ -5,11 +5,15 @@ With ``--screenshot`` the window opens offscreen (unless a display platform is s
 the prediction is shown (and, for the pyramid view, its summaries), saves the window as a PNG
 and exits; it exits non-zero with a message when that fails or takes longer than
 ``PSPNET_SCREENSHOT_TIMEOUT`` seconds (default 600).
+
+``PSPNET_STUDIO_HOME`` moves the app's own files (settings, demo project, trained demo model)
+into one folder; ``python -m app.screenshots`` makes the README's screenshots.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -95,9 +99,10 @@ class Screenshot:
         self.code = code
         self.message = message
         self.timer.stop()
-        self.window.close()
         from PySide6.QtWidgets import QApplication
 
+        # the window is closed after the event loop has returned: closing the last window inside
+        # it would post a Quit event that outlives this loop (and ends the next one at once)
         QApplication.instance().exit(code)
 
 
@@ -145,8 +150,15 @@ def run_gui(args: argparse.Namespace) -> int:
     app = _application()
     window = build_window(args)
     window.show()
+    # the objects made so far live as long as the window: keep them out of the collector's
+    # passes, which hold the GIL and would otherwise show as stalls of the GUI thread
+    gc.collect()
+    gc.freeze()
     shot = Screenshot(window, Path(screenshot), getattr(args, "view", "overlay") or "overlay") if screenshot else None
     code = app.exec()
+    gc.unfreeze()
+    if window.isVisible():
+        window.close()  # saves the layout and stops the workers
     if shot is not None:
         print(shot.message or "error: the window closed before the screenshot", file=sys.stderr if shot.code else sys.stdout)
         return shot.code if shot.code is not None else 1

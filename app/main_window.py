@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QUrl
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
                                QProgressBar, QStyle, QTabWidget, QToolButton, QWidget)
 
@@ -23,12 +23,13 @@ from app.views.segmentation_view import MODES, SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
 from app.widgets.model_panel import ModelPanel
-from core import inspect as ins
+import core
 
 MODEL_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar"}
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
 MODEL_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt *.tar);;All files (*)"
 VIEWS = ("overlay", "pyramid", "heads")
+ICON_DIR = Path(__file__).resolve().parent.parent / "resources" / "icons"
 
 
 class MainWindow(QMainWindow):
@@ -39,7 +40,10 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
         self.settings = settings or Settings()
-        self.controller = controller or Controller(self)
+        if controller is None:
+            device = str(self.settings.value("model/device", "cpu"))
+            controller = Controller(self, device=device if device in core.available_devices() else "cpu")
+        self.controller = controller
         self.demo: DemoLauncher | None = None
         self.last_error = ""
         self._message = ""
@@ -69,6 +73,12 @@ class MainWindow(QMainWindow):
         self._toolbar()
         self._wire()
         self.resize(1400, 900)
+        self.persist = restore  # a window that did not restore the layout (screenshots) does not save it
+        self.device_label.setText(core.device_name(self.controller.device))
+        self.model_panel.set_device(self.controller.device)
+        icon = ICON_DIR / "pspnet-studio.svg"
+        if icon.is_file():
+            self.setWindowIcon(QIcon(str(icon)))
         if restore:
             self._restore()
 
@@ -213,8 +223,8 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_open_model)
         self.device_menu = m.addMenu("&Device")
         self.device_group = QActionGroup(self)
-        for d in ins.available_devices():
-            act = QAction(ins.device_name(d), self, checkable=True)
+        for d in core.available_devices():
+            act = QAction(core.device_name(d), self, checkable=True)
             act.setData(d)
             act.triggered.connect(lambda _=False, dev=d: self.controller.set_device(dev))
             self.device_group.addAction(act)
@@ -263,6 +273,7 @@ class MainWindow(QMainWindow):
         self.seg.modeChanged.connect(lambda m: self.act_modes[m].setChecked(True))
         self.seg.show_box.toggled.connect(self.act_overlay.setChecked)
         self.cancel_btn.clicked.connect(c.cancel)
+        self.tabs.currentChanged.connect(lambda _: self._pyramid_shown())
 
     # ------------------------------------------------------------------------------------------
     # settings
@@ -429,8 +440,10 @@ class MainWindow(QMainWindow):
         self.pyramid.set_disabled(self.controller.disabled_levels)
 
     def _device_changed(self, device: str) -> None:
+        if self.persist:
+            self.settings.set("model/device", device)
         self.model_panel.set_device(device)
-        self.device_label.setText(ins.device_name(device))
+        self.device_label.setText(core.device_name(device))
         for act in self.device_group.actions():
             act.setChecked(act.data() == device)
 
@@ -453,8 +466,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{data.path.name} - PSPNet Studio")
 
     def _prediction_started(self) -> None:
-        self.progress.setValue(0)
-        self.progress.setFormat("Predicting %p %")
+        # busy until the first window is done (a single pass reports only its end)
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Predicting ...")
         self.progress.setVisible(True)
         self.cancel_btn.setVisible(True)
 
@@ -462,15 +476,20 @@ class MainWindow(QMainWindow):
         if value < 0 or value >= 1.0:
             self.progress.setVisible(False)
             self.cancel_btn.setVisible(False)
-        else:
-            self.progress.setVisible(True)
-            self.cancel_btn.setVisible(True)
+        elif value > 0:
+            self.progress.setRange(0, 100)
+            self.progress.setFormat("Predicting %p %")
             self.progress.setValue(int(100 * value))
 
     def _outcome_ready(self, outcome: Any) -> None:
         for v in (self.seg, self.pyramid, self.heads):
             v.set_outcome(outcome)
         self.legend.set_shares(outcome.shares)
+        self._pyramid_shown()
+
+    def _pyramid_shown(self) -> None:
+        if self.tabs.currentWidget() is self.pyramid:
+            self.controller.prepare_levels()
 
     def _hovered(self, px: Any) -> None:
         if px is None:
@@ -523,7 +542,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------
     def closeEvent(self, ev) -> None:  # noqa: N802
-        self.save_settings()
+        if self.persist:
+            self.save_settings()
         self.show_message("Stopping background work ...")
         QApplication.processEvents()
         self.controller.shutdown()

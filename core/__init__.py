@@ -72,6 +72,22 @@ _EXPORTS: dict[str, str] = {
     "CheckpointEntry": "core.project",
     "RecoveryResult": "core.project",
     "UnreadableMaskError": "core.project",
+    # looking inside a prediction (the GUI's inspectors)
+    "as_chw": "core.inspect",
+    "to_uint8": "core.inspect",
+    "channel_map": "core.inspect",
+    "mean_abs_activation": "core.inspect",
+    "top_channels": "core.inspect",
+    "PCABasis": "core.inspect",
+    "fit_pca": "core.inspect",
+    "pca_rgb": "core.inspect",
+    "ChangeMap": "core.inspect",
+    "change_map": "core.inspect",
+    "class_shares": "core.inspect",
+    "top_k_at": "core.inspect",
+    "LevelSwitch": "core.inspect",
+    "available_devices": "core.inspect",
+    "device_name": "core.inspect",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -142,17 +142,18 @@ class Predictor:
         model.eval()
         try:
             x = self._to_input(img)
-            acc = self._zeros((h, w), aux=True)
+            acc: dict[str, Tensor | None] = {}
             inner = None
             done = 0
             for p in passes:
                 xs = self._prepare(x, p)
-                pacc = self._zeros(xs.shape[-2:], aux=True, count=len(p.windows) > 1)
+                pacc: dict[str, Tensor | None] = {}
                 for win in p.windows:
                     _check_cancel(cancel)
-                    out = self._forward_window(xs, win, pacc, internals, disabled)
+                    out = self._forward_window(xs, win, pacc, len(p.windows) > 1, internals, disabled)
                     if internals:
                         inner = _internals_to_cpu(out.internals)
+                    del out
                     done += 1
                     yield done / total
                 self._add_pass(acc, pacc, p, (h, w))
@@ -225,14 +226,6 @@ class Predictor:
         return self.model.normalize(t.permute(2, 0, 1)[None].float())
 
     @torch.inference_mode()
-    def _zeros(self, size: Sequence[int], aux: bool, count: bool = False) -> dict[str, Tensor | None]:
-        k = self.num_classes
-        z = {"main": torch.zeros(k, *size, device=self.device)}
-        z["aux"] = torch.zeros(k, *size, device=self.device) if aux and self.model.aux_head is not None else None
-        z["count"] = torch.zeros(1, *size, device=self.device) if count else None
-        return z
-
-    @torch.inference_mode()
     def _prepare(self, x: Tensor, p: _Pass) -> Tensor:
         if tuple(x.shape[-2:]) != p.size:
             x = F.interpolate(x, size=p.size, mode="bilinear", align_corners=False)
@@ -244,34 +237,47 @@ class Predictor:
         return x
 
     @torch.inference_mode()
-    def _forward_window(self, xs: Tensor, win: tuple[int, int, int, int], pacc: dict, internals: bool,
-                        disabled: tuple[int, ...]) -> PSPNetOutput:
+    def _forward_window(self, xs: Tensor, win: tuple[int, int, int, int], pacc: dict, windowed: bool,
+                        internals: bool, disabled: tuple[int, ...]) -> PSPNetOutput:
+        """Run one window; its softmax goes into ``pacc`` (summed, with a count, when ``windowed``).
+        A single window is kept as it is: no accumulator the size of the image is allocated."""
         y0, y1, x0, x1 = win
         with self._autocast():
             out = self.model(xs[..., y0:y1, x0:x1], internals=internals, disabled_levels=disabled)
-        pacc["main"][:, y0:y1, x0:x1] += out.main.float().softmax(1)[0]
-        if pacc["aux"] is not None and out.aux is not None:
-            pacc["aux"][:, y0:y1, x0:x1] += out.aux.float().softmax(1)[0]
-        if pacc["count"] is not None:
+        for key, logits in (("main", out.main), ("aux", out.aux)):
+            if logits is None:
+                continue
+            prob = logits.float().softmax(1)[0]
+            if not windowed:
+                pacc[key] = prob
+                continue
+            if key not in pacc:
+                pacc[key] = torch.zeros(prob.shape[0], *xs.shape[-2:], device=prob.device)
+            pacc[key][:, y0:y1, x0:x1] += prob
+        if windowed:
+            if "count" not in pacc:
+                pacc["count"] = torch.zeros(1, *xs.shape[-2:], device=xs.device)
             pacc["count"][:, y0:y1, x0:x1] += 1
         return out
 
     @torch.inference_mode()
     def _add_pass(self, acc: dict, pacc: dict, p: _Pass, size: tuple[int, int]) -> None:
+        """Average the windows, cut the padding off, mirror back, resize to the image; add to ``acc``."""
         top, _, left, _ = p.pad
         h, w = p.size
+        count = pacc.get("count")
         for key in ("main", "aux"):
-            prob = pacc[key]
+            prob = pacc.get(key)
             if prob is None:
                 continue
-            if pacc["count"] is not None:
-                prob = prob / pacc["count"]
+            if count is not None:
+                prob = prob / count
             prob = prob[:, top:top + h, left:left + w]
             if p.flip:
                 prob = prob.flip(-1)
             if (h, w) != size:
                 prob = F.interpolate(prob[None], size=size, mode="bilinear", align_corners=False)[0]
-            acc[key] += prob
+            acc[key] = prob if key not in acc else acc[key] + prob
 
     @torch.inference_mode()
     def _finish(self, acc: dict, n: int, inner: Internals | None, disabled: tuple[int, ...]) -> Prediction:

@@ -60,6 +60,10 @@ class ImageCanvas(pg.GraphicsView):
     def set_lut(self, lut: np.ndarray) -> None:
         self.overlay.setLookupTable(lut)
 
+    def set_photo_opacity(self, opacity: float) -> None:
+        """Dim the photo (maps of changed pixels stand out on a dimmed photo)."""
+        self.photo.setOpacity(float(opacity))
+
     def set_overlay_opacity(self, opacity: float) -> None:
         self.overlay.setOpacity(float(opacity))
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
+import core
 from app import colormaps
 from app.views.canvas import ImageCanvas
 
@@ -28,6 +29,7 @@ class HeadsView(QWidget):
         self.diff = ImageCanvas()
         self.aux.link_to(self.main)
         self.diff.link_to(self.main)
+        self.diff.set_photo_opacity(0.35)
         self.main_title = QLabel("Main head (pyramid pooling on layer4)")
         self.aux_title = QLabel("Auxiliary head (layer3)")
         self.diff_title = QLabel("Disagreement")
@@ -73,8 +75,6 @@ class HeadsView(QWidget):
             return
         classes = self.classes
         if classes is None or len(classes) != o.prediction.num_classes:
-            import core
-
             classes = core.ClassTable.default(o.prediction.num_classes)
         lut = colormaps.class_lut(classes, self.hidden)
         self.main.set_overlay(o.prediction.labels, lut)
@@ -92,7 +92,7 @@ class HeadsView(QWidget):
             self.aux.set_overlay_opacity(0.7)
             d = o.disagreement
             self.diff.set_overlay(d.mask.view(np.uint8), colormaps.mask_lut())
-            self.diff.set_overlay_opacity(0.9)
+            self.diff.set_overlay_opacity(1.0)
             self.diff_metrics.setText(f"heads disagree on {d.changed:,} of {d.total:,} pixels "
                                       f"({100 * d.share:.2f} %)")
         if o.metrics:

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QGroupBox, QHBoxL
 from app import colormaps
 from app.views.canvas import ImageCanvas
 from app.widgets.array_view import ArrayView
-from core import inspect as ins
+import core
 
 SUMMARIES = {"pca": "PCA to RGB", "mean": "Mean |activation|", "channel": "One channel"}
 
@@ -135,6 +135,7 @@ class PyramidView(QWidget):
         self.result = ImageCanvas()
         self.changed = ImageCanvas()
         self.changed.link_to(self.result)
+        self.changed.set_photo_opacity(0.35)
         self.result_label = QLabel("Prediction with the levels shown")
         self.changed_label = QLabel("Changed pixels")
         self.changed_label.setObjectName("changedLabel")
@@ -251,13 +252,13 @@ class PyramidView(QWidget):
             elif mode == "mean":
                 for v, t, name in ((card.pooled, lv.pooled, "pooled"), (card.reduced, lv.reduced, "reduced"),
                                    (card.upsampled, lv.upsampled, "upsampled")):
-                    m = ins.mean_abs_activation(t)
-                    v.set_array(ins.to_uint8(m, 0.0, None), f"{name}: mean |activation|, 0 ... {m.max():.3g}")
+                    m = core.mean_abs_activation(t)
+                    v.set_array(core.to_uint8(m, 0.0, None), f"{name}: mean |activation|, 0 ... {m.max():.3g}")
             else:
                 for v, t, c, name in ((card.pooled, lv.pooled, pc, "pooled"), (card.reduced, lv.reduced, bc, "reduced"),
                                       (card.upsampled, lv.upsampled, bc, "upsampled")):
-                    m = ins.channel_map(t, min(c, t.shape[1] - 1))
-                    v.set_array(ins.to_uint8(m), f"{name}: channel {c}, {m.min():.3g} ... {m.max():.3g}")
+                    m = core.channel_map(t, min(c, t.shape[1] - 1))
+                    v.set_array(core.to_uint8(m), f"{name}: channel {c}, {m.min():.3g} ... {m.max():.3g}")
             if s is not None:
                 card.top.setText("top channels (mean |act|): pooled " +
                                  ", ".join(f"{c}" for c, _ in s.top_pooled) +
@@ -269,8 +270,6 @@ class PyramidView(QWidget):
         pred = self.outcome.prediction
         classes = self.classes
         if classes is None or len(classes) != pred.num_classes:
-            import core
-
             classes = core.ClassTable.default(pred.num_classes)
         self.result.set_overlay(pred.labels, colormaps.class_lut(classes, self.hidden))
         self.result.set_overlay_opacity(0.65)
@@ -286,4 +285,4 @@ class PyramidView(QWidget):
                                        f"({100 * change.share:.2f} %)")
             self.result_label.setText(f"Prediction with level(s) {', '.join(map(str, off))} off "
                                       f"(heads re-run in {1000 * self.outcome.seconds:.0f} ms)")
-        self.changed.set_overlay_opacity(0.9)
+        self.changed.set_overlay_opacity(1.0)

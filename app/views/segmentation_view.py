@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlide
 
 from app import colormaps
 from app.views.canvas import ImageCanvas
-from core import inspect as ins
+import core
 
 MODES = {"labels": "Labels", "confidence": "Confidence", "entropy": "Entropy", "class": "Class probability"}
 
@@ -25,7 +25,7 @@ def hover_text(outcome: Any, classes: Any, x: int, y: int, k: int = 3) -> str:
     pred = outcome.prediction
     names = classes.names if classes is not None else [f"class {i}" for i in range(pred.num_classes)]
     c = int(pred.labels[y, x])
-    top = ins.top_k_at(pred.probs, y, x, k)
+    top = core.top_k_at(pred.probs, y, x, k)
     tops = ", ".join(f"{names[i]} {100 * p:.1f} %" for i, p in top)
     return (f"x {x}, y {y}  |  {names[c]} {100 * float(pred.probs[c, y, x]):.1f} %  |  top-{k}: {tops}  |  "
             f"entropy {float(pred.entropy[y, x]):.2f}")
@@ -171,11 +171,11 @@ class SegmentationView(QWidget):
         m = self._maps.get(key)
         if m is None:
             if self.mode == "confidence":
-                m = ins.to_uint8(pred.confidence, 0.0, 1.0)
+                m = core.to_uint8(pred.confidence, 0.0, 1.0)
             elif self.mode == "entropy":
-                m = ins.to_uint8(pred.entropy, 0.0, math.log(max(2, pred.num_classes)))
+                m = core.to_uint8(pred.entropy, 0.0, math.log(max(2, pred.num_classes)))
             else:
-                m = ins.to_uint8(pred.probs[min(self.class_id, pred.num_classes - 1)], 0.0, 1.0)
+                m = core.to_uint8(pred.probs[min(self.class_id, pred.num_classes - 1)], 0.0, 1.0)
             self._maps[key] = m
         return m
 
@@ -189,7 +189,5 @@ class SegmentationView(QWidget):
 
 
 def _default_classes(outcome: Any) -> Any:
-    import core
-
     n = outcome.prediction.num_classes if outcome is not None else 1
     return core.ClassTable.default(n)

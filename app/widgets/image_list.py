@@ -8,12 +8,11 @@ from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout,
 
 from app.folder import ImageEntry, ImageFolder
 
-STATE_COLORS = {"no mask": "#9aa0a6", "mask": "#1a73e8", "predicted": "#188038"}
-STATE_HINT = {"no mask": "no mask", "mask": "has a mask", "predicted": "predicted"}
+STATE_COLORS = {"no mask": "#9aa0a6", "mask": "#1a73e8", "unreadable mask": "#d93025", "predicted": "#188038"}
 
 
 def state_icon(entry: ImageEntry) -> QIcon:
-    """A dot: grey (no mask) or blue (mask); a green ring when predicted."""
+    """A dot: grey (no mask), blue (mask) or red (unreadable mask); a green ring when predicted."""
     pix = QPixmap(14, 14)
     pix.fill(Qt.GlobalColor.transparent)
     p = QPainter(pix)
@@ -22,16 +21,14 @@ def state_icon(entry: ImageEntry) -> QIcon:
     if entry.predicted:
         p.setBrush(QColor(STATE_COLORS["predicted"]))
         p.drawEllipse(0, 0, 14, 14)
-    p.setBrush(QColor(STATE_COLORS["mask" if entry.mask_path else "no mask"]))
+    p.setBrush(QColor(STATE_COLORS.get(entry.mask_state, STATE_COLORS["no mask"])))
     p.drawEllipse(3, 3, 8, 8)
     p.end()
     return QIcon(pix)
 
 
 def entry_text(entry: ImageEntry) -> str:
-    parts = ["mask" if entry.mask_path else "no mask"]
-    if entry.predicted:
-        parts.append("predicted")
+    parts = [entry.mask_state] + (["predicted"] if entry.predicted else [])
     return f"{entry.path.name}\n{', '.join(parts)}"
 
 
@@ -58,7 +55,7 @@ class ImageList(QWidget):
         self.list.clear()
         for e in folder.entries:
             item = QListWidgetItem(state_icon(e), entry_text(e))
-            item.setToolTip(f"{e.path}\n{STATE_HINT[e.state]}")
+            item.setToolTip(f"{e.path}\n{entry_text(e).splitlines()[1]}")
             self.list.addItem(item)
         self.list.blockSignals(False)
         n_mask = sum(e.mask_path is not None for e in folder.entries)
@@ -72,7 +69,7 @@ class ImageList(QWidget):
         item = self.list.item(index)
         item.setIcon(state_icon(e))
         item.setText(entry_text(e))
-        item.setToolTip(f"{e.path}\n{STATE_HINT[e.state]}")
+        item.setToolTip(f"{e.path}\n{entry_text(e).splitlines()[1]}")
 
     def set_current(self, index: int) -> None:
         if 0 <= index < self.list.count():

@@ -98,6 +98,8 @@ class LegendWidget(QWidget):
             return
         self.shares = None if shares is None else np.asarray(shares)
         self._updating = True
+        self.table.setUpdatesEnabled(False)
+        self.table.model().blockSignals(True)  # one layout change at the end, not one per cell
         self.table.setSortingEnabled(False)
         for row in range(self.table.rowCount()):
             cid = self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
@@ -105,11 +107,15 @@ class LegendWidget(QWidget):
             v = float(self.shares[cid]) if self.shares is not None and cid < len(self.shares) else None
             item.setData(Qt.ItemDataRole.UserRole, v or 0.0)
             item.setText("" if v is None else (f"{100 * v:.1f} %" if v >= 0.001 or v == 0 else "<0.1 %"))
+        self.table.model().blockSignals(False)
         self.table.setSortingEnabled(True)
         if self.shares is not None:
             self.table.sortItems(1, Qt.SortOrder.DescendingOrder)
+        else:
+            self.table.model().layoutChanged.emit()
         self._updating = False
         self._filter()
+        self.table.setUpdatesEnabled(True)
 
     # --- visibility ---
     def hidden(self) -> set[int]:

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
-from core import inspect as ins
+import core
 
 
 def describe_architecture(cfg: Any) -> str:
@@ -46,8 +46,8 @@ class ModelPanel(QWidget):
         self.classes = QLabel("")
         self.classes.setWordWrap(True)
         self.device = QComboBox()
-        for d in ins.available_devices():
-            self.device.addItem(ins.device_name(d), d)
+        for d in core.available_devices():
+            self.device.addItem(core.device_name(d), d)
         self.device.setToolTip("Where the model runs; the prediction is recomputed after a change")
         self.device.activated.connect(lambda i: self.deviceRequested.emit(self.device.itemData(i)))
         self.details = QPlainTextEdit()
@@ -90,6 +90,10 @@ class ModelPanel(QWidget):
         self.classes.setText(f"{len(table)}{' (' + table.name + ')' if table.name else ''}: {preview}")
         lines = ["Provenance:"]
         for k, v in (loaded.provenance or {}).items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{kk}={vv}" for kk, vv in v.items())
+            elif isinstance(v, float):
+                v = f"{v:.4g}"
             lines.append(f"  {k}: {v}")
         lines += ["", "Load report:"] + ["  " + s for s in loaded.report.summary().splitlines()]
         self.details.setPlainText("\n".join(lines))
@@ -97,6 +101,6 @@ class ModelPanel(QWidget):
     def set_device(self, device: str) -> None:
         i = self.device.findData(device)
         if i < 0:
-            self.device.addItem(ins.device_name(device), device)
+            self.device.addItem(core.device_name(device), device)
             i = self.device.count() - 1
         self.device.setCurrentIndex(i)

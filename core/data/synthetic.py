@@ -112,7 +112,7 @@ _TEXTURE = {SKY: _sky, WATER: _water, ROAD: _road, GRASS: _grass}
 
 @dataclass
 class _Region:
-    kind: int  # WATER, ROAD or GRASS
+    kind: int  # the ground: WATER, ROAD or GRASS (skylines: the district's main ground, ROAD = city)
     side: str  # "all", "left" or "right"
 
 
@@ -121,10 +121,9 @@ class _Layout:
 
     def __init__(self, rng: np.random.Generator, h: int, w: int, skyline: bool):
         self.h, self.w = h, w
-        self.horizon = int(round(rng.uniform(0.58, 0.7) * h if skyline else rng.uniform(0.18, 0.3) * h))
-        # skylines stand on road (city) or grass (country); ground scenes favour water next to road
-        pairs = ([(ROAD, GRASS)] * 5 + [(ROAD, WATER), (GRASS, WATER)] if skyline else
-                 [(WATER, ROAD)] * 4 + [(WATER, GRASS), (ROAD, GRASS)])
+        self.horizon = int(round(rng.uniform(0.55, 0.65) * h if skyline else rng.uniform(0.18, 0.3) * h))
+        # skylines: a city (ROAD) district beside a country (GRASS) one, mostly; ground scenes: water beside road
+        pairs = [(ROAD, GRASS)] if skyline else [(WATER, ROAD)] * 4 + [(WATER, GRASS), (ROAD, GRASS)]
         singles = (ROAD, GRASS) if skyline else (WATER, ROAD)
         if rng.random() < 0.2:
             self.regions = [_Region(int(rng.choice(singles)), "all")]
@@ -136,11 +135,12 @@ class _Layout:
         self.xb = rng.uniform(0.4, 0.6) * w
         self.slant = rng.uniform(-0.08, 0.08) * w
         rows, cols = np.mgrid[0:h, 0:w]
-        if len(self.regions) == 1:
-            self.ground = np.full((h, w), self.regions[0].kind, np.uint8)
-        else:
-            left = cols < self.boundary(rows)
-            self.ground = np.where(left, self.regions[0].kind, self.regions[1].kind).astype(np.uint8)
+        self.side = np.full((h, w), "all" if len(self.regions) == 1 else "right", object)
+        if len(self.regions) == 2:
+            self.side[cols < self.boundary(rows)] = "left"
+        self.ground = np.zeros((h, w), np.uint8)
+        for r in self.regions:
+            self.ground[self.side == r.side] = r.kind
 
     def boundary(self, y: np.ndarray | float) -> np.ndarray | float:
         return self.xb + self.slant * (y - self.horizon) / max(self.h - self.horizon, 1)
@@ -152,14 +152,19 @@ class _Layout:
         b0, b1 = self.boundary(y0), self.boundary(y1)
         return (0, int(min(b0, b1)) - 1) if side == "left" else (int(np.ceil(max(b0, b1))) + 1, self.w)
 
+    def in_region(self, region: _Region) -> np.ndarray:
+        return (self.side == region.side) & (np.arange(self.h)[:, None] >= self.horizon)
+
 
 def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
     """One scene: (HxWx3 uint8 RGB image, HxW uint8 mask of SYNTHETIC_CLASSES ids). Same seed and
     size -> identical arrays.
 
-    Half the scenes are skylines (a low horizon, tall facades: their tops are far from the ground
-    that decides between building and skyscraper), half are ground scenes (a high horizon, a large
-    vehicle on each water or road region: its middle is far from the water or road around it)."""
+    Half the scenes are *ground scenes*: a high horizon and a large vehicle on each water or road
+    region. Half are *skylines*: a low horizon, tall facades, and below them a city district
+    (mostly road, with lawns) and/or a country district (mostly grass, with paved patches). A
+    facade is a skyscraper in the city and a building in the country, whatever lies at its own
+    foot (a plot that is paved or a lawn by a coin flip): only the district as a whole decides."""
     h, w = (int(v) for v in size)
     if h < 32 or w < 32:
         raise ValueError(f"synthetic scenes need at least 32x32 pixels, not {h}x{w}")
@@ -172,33 +177,43 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
     layers: list[tuple[np.ndarray, int, str]] = []  # (object mask, class, texture kind)
 
     for region in lay.regions:
-        if region.kind in _FACADE:
-            tall = (0.3, 0.5) if skyline else (0.06, 0.12)
-            for _ in range(int(rng.integers(1, 4) if skyline else rng.integers(0, 3))):
-                m = _facade_mask(rng, lay, region, tall, margin, occupied)
-                if m is not None:
-                    occupied |= cv2.dilate(m.astype(np.uint8), np.ones((1, 5), np.uint8)).astype(bool)
-                    layers.append((m, _FACADE[region.kind], "facade"))
-        if region.kind in _VEHICLE and not skyline and rng.random() < 0.9:
+        inside = lay.in_region(region)
+        if skyline:
+            _sprinkle(rng, lay, inside, GRASS if region.kind == ROAD else ROAD, coverage=0.2)
+            for _ in range(int(rng.integers(1, 4))):
+                m = _facade_mask(rng, lay, region, (0.3, 0.5), margin, occupied)
+                if m is None:
+                    continue
+                layers.append((m, _FACADE[region.kind], "facade"))
+                occupied |= cv2.dilate(m.astype(np.uint8), np.ones((1, 5), np.uint8)).astype(bool)
+                cols = np.flatnonzero(m.any(0))
+                plot = np.zeros((h, w), bool)
+                pad, depth = max(1, int(0.03 * w)), max(2, int(rng.uniform(0.08, 0.12) * h))
+                plot[horizon:horizon + depth, max(cols[0] - pad, 0):cols[-1] + pad + 1] = True
+                lay.ground[plot & inside] = ROAD if rng.random() < 0.5 else GRASS
+        elif region.kind in _VEHICLE and rng.random() < 0.9:
             m = _vehicle_mask(rng, lay, region, margin)
             if m is not None:
-                occupied |= cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
                 layers.append((m, _VEHICLE[region.kind], "vehicle"))
-        if region.kind in _MARKER:
-            for _ in range(int(rng.integers(1, 4))):
-                m = _marker_mask(rng, lay, region, margin, occupied)
-                if m is not None:
-                    occupied |= m
-                    layers.append((m, _MARKER[region.kind], "marker"))
+                occupied |= cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    wanted, placed = int(rng.integers(2, 6)), 0
+    for _ in range(4 * wanted):  # small markers: their own surroundings decide
+        m = _marker_mask(rng, lay, margin, occupied) if placed < wanted else None
+        if m is not None:
+            occupied |= m
+            layers.append((m, _MARKER[int(lay.ground[m][0])], "marker"))
+            placed += 1
 
-    mask = np.where(np.arange(h)[:, None] < horizon, np.uint8(SKY), lay.ground).astype(np.uint8)
+    sky = np.zeros((h, w), bool)
+    sky[:horizon] = True
+    mask = np.where(sky, np.uint8(SKY), lay.ground).astype(np.uint8)
     for m, cls, _ in layers:
         mask[m] = cls
 
     # paint: backgrounds, then objects (each with its own texture phase), then sensor noise
     image = np.zeros((h, w, 3), np.float32)
     for cls, texture in _TEXTURE.items():
-        sel = mask == cls if cls == SKY else (mask == cls) | ((lay.ground == cls) & (mask > GRASS))
+        sel = sky if cls == SKY else (lay.ground == cls) & ~sky
         if sel.any():
             image[sel] = texture(h, w, rng)[sel]
     object_texture = {"vehicle": _vehicle, "facade": _facade, "marker": _marker}
@@ -208,11 +223,26 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
 
+def _sprinkle(rng: np.random.Generator, lay: _Layout, inside: np.ndarray, kind: int, coverage: float) -> None:
+    """Cover about ``coverage`` of a district with ellipses of the other ground (parks, parking lots)."""
+    area = inside.sum()
+    h, w = lay.h, lay.w
+    for _ in range(12):
+        if ((lay.ground == kind) & inside).sum() >= coverage * area:
+            break
+        ys, xs = np.nonzero(inside)
+        i = int(rng.integers(len(ys)))
+        axes = (max(2, int(rng.uniform(0.06, 0.12) * w)), max(2, int(rng.uniform(0.04, 0.08) * h)))
+        blob = np.zeros((h, w), np.uint8)
+        cv2.ellipse(blob, (int(xs[i]), int(ys[i])), axes, 0, 0, 360, 1, thickness=-1)
+        lay.ground[blob.astype(bool) & inside] = kind
+
+
 def _facade_mask(rng: np.random.Generator, lay: _Layout, region: _Region, tall: tuple[float, float], margin: int,
                  occupied: np.ndarray) -> np.ndarray | None:
     """A facade standing on the horizon above ``region`` (its foot fully on that region)."""
     h, w, horizon = lay.h, lay.w, lay.horizon
-    fw = max(4, int(rng.uniform(0.1, 0.18) * w))
+    fw = max(4, int(rng.uniform(0.1, 0.16) * w))
     fh = int(min(rng.uniform(*tall) * h, horizon - max(margin, 0.05 * h)))
     x0, x1 = lay.columns(region.side, horizon - 1, horizon + 1)
     x0, x1 = max(x0, margin), min(x1, w - margin)
@@ -230,32 +260,28 @@ def _vehicle_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margi
     """A large rounded vehicle well inside ``region``: most of its pixels are far from its surroundings."""
     h, w, horizon = lay.h, lay.w, lay.horizon
     gh = h - horizon - 2 * margin
-    vh = int(rng.uniform(0.45, 0.65) * gh)
+    vh = int(rng.uniform(0.4, 0.6) * gh)
     vy = horizon + margin + int(rng.integers(0, gh - vh + 1))
     x0, x1 = lay.columns(region.side, vy, vy + vh)
     x0, x1 = max(x0 + margin, margin), min(x1 - margin, w - margin)
-    vw = int(rng.uniform(0.6, 0.9) * (x1 - x0))
+    vw = int(rng.uniform(0.55, 0.85) * (x1 - x0))
     if vw < 8 or vh < 6:
         return None
     vx = x0 + int(rng.integers(0, x1 - x0 - vw + 1))
     return _rounded_rect(h, w, vx, vy, vw, vh, radius=int(rng.uniform(0.25, 0.5) * vh))
 
 
-def _marker_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margin: int,
-                 occupied: np.ndarray) -> np.ndarray | None:
-    """A small disc on ``region`` away from every other object."""
+def _marker_mask(rng: np.random.Generator, lay: _Layout, margin: int, occupied: np.ndarray) -> np.ndarray | None:
+    """A small disc on water or road, with only that ground (and no other object) around it."""
     h, w, horizon = lay.h, lay.w, lay.horizon
-    r = max(2, int(round(rng.uniform(0.035, 0.05) * min(h, w))))
+    r = max(2, int(round(rng.uniform(0.045, 0.065) * min(h, w))))
     lo, hi = horizon + r + margin, h - r - margin
-    if hi <= lo:
+    if hi <= lo or w - 2 * (r + margin) < 1:
         return None
-    cy = int(rng.integers(lo, hi))
-    x0, x1 = lay.columns(region.side, cy - r, cy + r)
-    x0, x1 = max(x0 + r + margin, r + margin), min(x1 - r - margin, w - r - margin)
-    if x1 <= x0:
-        return None
-    cx = int(rng.integers(x0, x1))
-    if occupied[max(cy - r - 3, 0):cy + r + 4, max(cx - r - 3, 0):cx + r + 4].any():
+    cy, cx = int(rng.integers(lo, hi)), int(rng.integers(r + margin, w - r - margin))
+    y0, y1, x0, x1 = cy - r - 3, cy + r + 4, max(cx - r - 3, 0), cx + r + 4
+    ring = lay.ground[y0:y1, x0:x1]
+    if occupied[y0:y1, x0:x1].any() or ring.min() != ring.max() or int(ring.flat[0]) not in _MARKER:
         return None
     m = np.zeros((h, w), np.uint8)
     cv2.circle(m, (cx, cy), r, 1, thickness=-1)

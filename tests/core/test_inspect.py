@@ -83,3 +83,40 @@ def test_available_devices_lists_cpu_first():
     assert devs[0] == "cpu"
     assert len(devs) == 1 + (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     assert ins.device_name("cpu") == "CPU"
+
+
+def test_level_switch_equals_rerun_heads_without_the_big_conv():
+    import core
+
+    torch.manual_seed(0)
+    model = core.build_model(core.ModelConfig(depth=18, base_width=8, num_classes=5, head_channels=32,
+                                              aux_channels=16)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+        model.head.classifier.weight.mul_(10)
+    predictor = core.Predictor(model)
+    image = np.random.default_rng(1).integers(0, 255, (45, 61, 3), dtype=np.uint8)  # odd size: padding matters
+    base = predictor.predict(image, internals=True)
+    switch = ins.LevelSwitch(model, base)
+    switch.prepare()
+    calls = []
+    model.head.conv.register_forward_hook(lambda *a: calls.append("head.conv"))
+    model.aux_head.register_forward_hook(lambda *a: calls.append("aux"))
+    fast = {d: switch.rerun(d) for d in ((6,), (1, 3), (1, 2, 3, 6), ())}
+    assert calls == []  # neither the big 3x3 conv nor the aux head ran
+    for disabled, got in fast.items():
+        ref = predictor.rerun_heads(base, disabled)
+        np.testing.assert_allclose(got.probs, ref.probs, atol=1e-4)  # float sums in another order
+        assert (got.labels != ref.labels).mean() < 1e-3  # ties aside, the same labels
+        assert got.disabled_levels == tuple(sorted(disabled))
+        assert got.aux_probs is base.aux_probs
+        assert [lv.enabled for lv in got.internals.levels] == [b not in disabled for b in (1, 2, 3, 6)]
+    assert (fast[(6,)].labels != base.labels).any()
+    np.testing.assert_allclose(fast[()].probs, base.probs, atol=1e-4)
+    with pytest.raises(ValueError, match=r"bin\(s\) \[4\]"):
+        switch.rerun([4])
+    with pytest.raises(ValueError, match="internals=True"):
+        ins.LevelSwitch(model, predictor.predict(image))

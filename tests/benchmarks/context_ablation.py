@@ -1,0 +1,245 @@
+"""The paper's Table 1 in miniature: does the pyramid help where context decides the class?
+
+Trains tiny PSPNet variants with the same budget on the synthetic context scenes
+(``core.data.synthetic``) and evaluates them on held-out scenes:
+
+* Baseline -- no pyramid at all (the dilated FCN, ``use_ppm=False``)
+* B1 AVE DR -- global average pooling only (``bins=(1,)``)
+* B1236 MAX DR -- the pyramid with max pooling
+* B1236 AVE -- the pyramid without the 1x1 dimension reduction
+* B1236 AVE DR -- the paper's PSPNet (the default config)
+
+Prints a Markdown table of mIoU, the mean IoU over the context-dependent classes and the
+per-class IoU (percent), then checks the paper's ordering and that the full pyramid beats the
+baseline on the context classes by at least ``--min-gain`` IoU points. ``--json PATH`` (``-``
+for stdout) writes everything as JSON. Run on demand, not in CI:
+
+    python tests/benchmarks/context_ablation.py               # ~8-12 min on 2 CPU cores
+    python tests/benchmarks/context_ablation.py --quick       # a smoke run, ~2 min
+    python tests/benchmarks/context_ablation.py --seeds 0 1 2 --json results.json
+
+Torch runs single-threaded by default (``--threads``): on a small shared CPU, intra-op threads
+that wait for each other are many times slower than one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from core import ConfusionMatrix, ModelConfig, PSPNet, Predictor, TrainConfig, train
+from core.data.synthetic import CONTEXT_CLASSES, SYNTHETIC_CLASSES, generate_scene, scene_seed
+
+# name -> ModelConfig overrides, in the order of the paper's Table 1 (worst to best there)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "Baseline (no pyramid)": {"use_ppm": False},
+    "B1 AVE DR": {"bins": (1,)},
+    "B1236 MAX DR": {"pooling": "max"},
+    "B1236 AVE": {"reduction": False},
+    "B1236 AVE DR (PSPNet)": {},
+}
+PAPER_MIOU = {  # ResNet50 on ADE20K val, Table 1 of Zhao et al. 2017 (single scale)
+    "Baseline (no pyramid)": 37.23, "B1 AVE DR": None, "B1236 MAX DR": 40.87, "B1236 AVE": 41.07,
+    "B1236 AVE DR (PSPNet)": 41.68,
+}
+
+
+class Scenes:
+    """An in-memory data set of synthetic scenes: the same scenes ``write_demo_project`` writes."""
+
+    def __init__(self, seed: int, indices: range, size: tuple[int, int]):
+        self.items = [generate_scene(scene_seed(seed, i), size) for i in indices]
+        self.classes = SYNTHETIC_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.items[i]
+
+
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    per_class_iou: list[float | None]
+    miou: float
+    pixel_acc: float
+    train_s: float
+    final_loss: float
+
+
+@dataclass
+class Row:
+    variant: str
+    runs: list[Run] = field(default_factory=list)
+
+    def mean(self, attr: str) -> float:
+        return float(np.mean([getattr(r, attr) for r in self.runs]))
+
+    def class_iou(self, c: int) -> float | None:
+        vals = [r.per_class_iou[c] for r in self.runs if r.per_class_iou[c] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    @property
+    def context_miou(self) -> float:
+        return float(np.mean([self.class_iou(c) or 0.0 for c in CONTEXT_CLASSES]))
+
+    @property
+    def miou_std(self) -> float:
+        return float(np.std([r.miou for r in self.runs]))
+
+
+def model_config(args: argparse.Namespace, overrides: dict[str, Any]) -> ModelConfig:
+    return ModelConfig(depth=18, base_width=args.width, stem="deep", num_classes=len(SYNTHETIC_CLASSES),
+                       head_channels=64, aux_channels=32, **overrides)
+
+
+def run_one(name: str, overrides: dict[str, Any], seed: int, train_set: Scenes, val_set: Scenes,
+            args: argparse.Namespace) -> Run:
+    torch.manual_seed(seed)
+    model = PSPNet(model_config(args, overrides))
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.size, lr=args.lr, scale=(0.75, 1.25), rotate=0.0,
+                      blur=0.0, flip=True, seed=seed, device=args.device)
+    t0 = time.perf_counter()
+    gen = train(model, train_set, None, cfg)
+    loss = float("nan")
+    while True:
+        try:
+            rec = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        loss = rec.loss
+        if args.verbose and rec.step % 100 == 0:
+            print(f"  {name} seed {seed}: step {rec.step}/{rec.steps} loss {rec.loss:.3f}", file=sys.stderr)
+    train_s = time.perf_counter() - t0
+    predictor = Predictor(result.model)
+    cm = ConfusionMatrix(len(SYNTHETIC_CLASSES))
+    for image, mask in val_set:
+        cm.update(predictor.predict(image).labels, mask)
+    m = cm.compute()
+    return Run(name, seed, m.per_class_iou, m.miou, m.pixel_acc, train_s, loss)
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def markdown(rows: list[Row], args: argparse.Namespace) -> str:
+    names = SYNTHETIC_CLASSES.names
+    context = set(CONTEXT_CLASSES)
+    head = ["variant", "mIoU", "context mIoU", "pixel acc"] + [f"{n}{'*' if i in context else ''}"
+                                                             for i, n in enumerate(names)] + ["train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 1 + "---:|" * (len(head) - 1)]
+    for row in rows:
+        miou = pct(row.mean("miou")) + (f" ± {100 * row.miou_std:.1f}" if len(row.runs) > 1 else "")
+        cells = [row.variant, miou, pct(row.context_miou), pct(row.mean("pixel_acc"))]
+        cells += [pct(row.class_iou(c)) for c in range(len(names))]
+        cells.append(f"{row.mean('train_s'):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"IoU in percent on {args.val} held-out {args.size}x{args.size} scenes; mean over training "
+                 f"seed(s) {', '.join(map(str, args.seeds))}; * = context classes (identity decided by the "
+                 f"surroundings); {args.steps} steps x batch {args.batch}, ResNet-18 (base width {args.width}), "
+                 f"output stride 8.")
+    return "\n".join(lines)
+
+
+def checks(rows: list[Row], min_gain: float) -> list[tuple[str, bool]]:
+    by = {r.variant: r for r in rows}
+    out = []
+    names = [n for n in VARIANTS if n in by]
+    for a, b in zip(names, names[1:]):
+        out.append((f"Table 1 order: {a} ({pct(by[a].mean('miou'))}) < {b} ({pct(by[b].mean('miou'))}) mIoU",
+                    by[a].mean("miou") < by[b].mean("miou")))
+    base, full = by.get("Baseline (no pyramid)"), by.get("B1236 AVE DR (PSPNet)")
+    if base and full:
+        gain = 100 * (full.context_miou - base.context_miou)
+        out.append((f"PSPNet beats the baseline on the context classes by {gain:+.1f} IoU points "
+                    f"(needs >= {min_gain:g})", gain >= min_gain))
+        best = max(rows, key=lambda r: r.mean("miou"))
+        out.append((f"a pyramid variant has the best mIoU ({best.variant})", best is not base))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--train", type=int, default=96, help="training scenes")
+    p.add_argument("--val", type=int, default=64, help="held-out scenes")
+    p.add_argument("--size", type=int, default=128, help="scene size (square)")
+    p.add_argument("--width", type=int, default=8, help="ResNet-18 base width")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results are averaged)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 150 steps, 32 train / 16 val scenes")
+    p.add_argument("--min-gain", type=float, default=5.0, help="context IoU points PSPNet must gain")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for stdout)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a check fails")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.train, args.val = 150, 32, 16
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    size = (args.size, args.size)
+    train_set = Scenes(args.data_seed, range(args.train), size)
+    val_set = Scenes(args.data_seed, range(args.train, args.train + args.val), size)
+    rows = [Row(v) for v in args.variants]
+    for row in rows:
+        for seed in args.seeds:
+            run = run_one(row.variant, VARIANTS[row.variant], seed, train_set, val_set, args)
+            row.runs.append(run)
+            print(f"{row.variant:24s} seed {seed}: mIoU {pct(run.miou)}, loss {run.final_loss:.3f}, "
+                  f"{run.train_s:.0f} s", file=sys.stderr, flush=True)
+
+    table = markdown(rows, args)
+    results = checks(rows, args.min_gain)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(table, file=out)
+    print("", file=out)
+    for text, ok in results:
+        print(f"- [{'x' if ok else ' '}] {text}", file=out)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s", file=out)
+
+    if args.json:
+        data = {
+            "config": {k: v for k, v in vars(args).items() if k not in ("json",)},
+            "classes": list(SYNTHETIC_CLASSES.names),
+            "context_classes": [SYNTHETIC_CLASSES.names[c] for c in CONTEXT_CLASSES],
+            "variants": [{
+                "name": r.variant,
+                "model_config": model_config(args, VARIANTS[r.variant]).to_dict(),
+                "paper_miou_ade20k": PAPER_MIOU.get(r.variant),
+                "miou": r.mean("miou"), "miou_std": r.miou_std, "context_miou": r.context_miou,
+                "pixel_acc": r.mean("pixel_acc"),
+                "per_class_iou": {n: r.class_iou(c) for c, n in enumerate(SYNTHETIC_CLASSES.names)},
+                "runs": [{"seed": run.seed, "miou": run.miou, "train_s": run.train_s, "final_loss": run.final_loss,
+                          "per_class_iou": run.per_class_iou} for run in r.runs],
+            } for r in rows],
+            "checks": [{"check": t, "ok": ok} for t, ok in results],
+        }
+        text = json.dumps(data, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    return 1 if args.strict and not all(ok for _, ok in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
