@@ -21,7 +21,10 @@ from PySide6.QtCore import QObject, Signal
 
 import core
 from app import jobs
+from app.editing import Editor
 from app.folder import ImageEntry, ImageFolder, folder_of_image, scan_folder
+from app.ranking import Ranker
+from app.retrain import Retrainer
 from app.workers import Task, TaskRunner
 
 # An image up to this many pixels is predicted in one pass with internals (for the pyramid
@@ -80,6 +83,10 @@ class Controller(QObject):
         self._cache: OrderedDict[tuple, jobs.Outcome] = OrderedDict()
         self._switch: Any = None  # core.LevelSwitch of base_outcome, made on the first level switch
         self.last_timing: dict[str, float] = {}
+        # correcting masks, retraining, what to correct next (each its own object; see their modules)
+        self.editor = Editor(self)
+        self.retrainer = Retrainer(self, self.editor)
+        self.ranker = Ranker(self, self.editor)
 
     # ------------------------------------------------------------------------------------------
     # state
@@ -445,4 +452,4 @@ class Controller(QObject):
             r.cancel_all()
         for r in (self.background, self.inference, self.io):
             ok = r.shutdown(timeout_ms) and ok
-        return ok
+        return self.editor.shutdown(timeout_ms) and ok

@@ -21,6 +21,7 @@ class ImageEntry:
     mask_path: Path | None = None  # a usable mask
     predicted: bool = False
     mask_state: str = ""  # "mask", "no mask" or "unreadable mask" ("" -> from mask_path)
+    score: float | None = None  # uncertainty (core.uncertainty.image_score), once predicted
 
     def __post_init__(self) -> None:
         if not self.mask_state:

@@ -2,8 +2,10 @@
 
 Opens the demo project offscreen with the demo model (or ``--model``), and saves
 ``overlay.png`` (the segmentation), ``pyramid.png`` (the pyramid inspector with levels switched
-off) and ``heads.png`` (main versus auxiliary head). ``main.py gui --screenshot`` makes single
-shots; this one also switches levels off, which the command line does not.
+off), ``heads.png`` (main versus auxiliary head) and ``correct.png`` (painting corrections in a
+project made from demo images, after a retrain: its curves and before/after agreement).
+``main.py gui --screenshot`` makes single shots; this one also switches levels off, paints and
+retrains, which the command line does not.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="checkpoint (default: the demo model)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "resources" / "screenshots"))
     ap.add_argument("--levels-off", default="1,2,3", help="pyramid levels switched off in pyramid.png (comma list)")
+    ap.add_argument("--shots", default="overlay,pyramid,heads,correct", help="which shots (comma list)")
     args = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
@@ -81,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     _wait(c.modelChanged)
     root = launcher.project_dir / "images"
     off = tuple(int(b) for b in args.levels_off.split(",") if b.strip())
+    wanted = {n.strip() for n in args.shots.split(",") if n.strip()}
     for name, (image, tab) in SHOTS.items():
+        if name not in wanted:
+            continue
         c.set_disabled_levels(())
         w.tabs.setCurrentIndex(tab)
         if c.image is None or c.image.path.name != image:
@@ -99,9 +105,101 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
+    if "correct" in wanted:
+        path = out / "correct.png"
+        if not correct_shot(w, launcher.project_dir, path):
+            print(f"error: could not write {path}", file=sys.stderr)
+            return 1
+        print(f"saved {path}")
+    w.editor.save_all_now()
     w.close()
     app.quit()
     return 0
+
+
+CORRECT_IMAGES = 16  # demo images in the corrections project
+CORRECTED = 10  # of which this many come with their (true) masks, as corrections of earlier sessions
+CORRECT_SHOWN = "scene_0012"  # the image painted in the shot (no mask yet)
+
+
+def _mouse(widget, kind: str, pos, buttons: bool = True) -> None:
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    types = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
+             "release": QEvent.Type.MouseButtonRelease}
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    ev = QMouseEvent(types[kind], QPointF(pos), QPointF(widget.mapToGlobal(pos)), none if kind == "move" else left,
+                     left if buttons and kind != "release" else none, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+
+
+def _stroke(w, pixels) -> None:
+    canvas = w.seg.canvas
+    vp = canvas.viewport()
+    pts = [canvas.widget_pos_of_pixel(x, y) for x, y in pixels]
+    _mouse(vp, "press", pts[0])
+    for p in pts[1:]:
+        _mouse(vp, "move", p)
+    _mouse(vp, "release", pts[-1])
+
+
+def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
+    """Paint corrections in a project made from demo images, retrain, save the window."""
+    import shutil
+
+    import core
+    from app.retrain import RetrainOptions
+    from app.settings import studio_home
+
+    c = w.controller
+    root = studio_home() / "correct-demo"
+    if root.exists():
+        shutil.rmtree(root)
+    demo = core.Project.open(demo_root)
+    project = core.Project.create(root, demo.classes, name="corrections (demo images)")
+    names = demo.names()[:CORRECT_IMAGES]
+    project.add_images([demo.image_path(n) for n in names])
+    for n in names[:CORRECTED]:
+        mask = core.read_mask(demo.mask_path(n), demo.classes)
+        core.write_mask(project.mask_path(n), mask, demo.classes)
+    c.open_folder(root, open_first=False)
+    c.open_image(project.image_path(CORRECT_SHOWN))
+    _settle(c)
+    while w.editor.mask is None or c.outcome is None:
+        _settle(c, ms=200)
+    w.tabs.setCurrentIndex(0)
+    w.seg.set_opacity(0.35)
+    w.tools_dock.raise_()
+    names_ = demo.classes.names
+    w.act_tools["brush"].trigger()
+    w.tool_settings.radius = 5
+    for label, stroke in ((names_.index("road"), [(4, 100), (40, 99), (80, 101), (124, 100)]),
+                          (names_.index("sky"), [(10, 8), (60, 12), (118, 10)]),
+                          (names_.index("water"), [(20, 118), (60, 121), (100, 118)])):
+        w.tool_settings.label = label
+        _stroke(w, stroke)
+    w.act_tools["polygon"].trigger()
+    w.tool_settings.label = names_.index("building")
+    for x, y in ((70, 30), (95, 30), (95, 70), (70, 70)):
+        _stroke(w, [(x, y)])
+    w.canvas_tools.tools["polygon"].commit(w.canvas_tools)
+    w.act_tools["brush"].trigger()
+    w.tool_settings.label = names_.index("grass")
+    _stroke(w, [(30, 80), (50, 84)])
+    canvas = w.seg.canvas
+    _mouse(canvas.viewport(), "move", canvas.widget_pos_of_pixel(58, 86), buttons=False)  # the brush outline
+    w.retrain_dock.show()
+    w.retrain_dock.raise_()
+    w.retrain_panel.set_options(RetrainOptions(steps=steps, lr=0.01, batch=8, freeze_backbone=True,
+                                               cache_features=True))
+    w.act_retrain.trigger()
+    _wait(w.retrainer.finished)
+    _wait(w.retrainer.comparisonReady)
+    _settle(c)
+    w.seg.set_opacity(0.35)
+    return w.save_screenshot(path)
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ _EXPORTS: dict[str, str] = {
     "read_image": "core.data.io",
     "read_mask": "core.data.io",
     "write_mask": "core.data.io",
+    "image_size": "core.data.io",
     "open_dataset": "core.data.datasets",
     "SegmentationDataset": "core.data.datasets",
     "ClassRemap": "core.data.remap",
     "TrainAugment": "core.data.augment",
     "write_demo_project": "core.data.synthetic",
     "generate_scene": "core.data.synthetic",
+    "SYNTHETIC_CLASSES": "core.data.synthetic",
     # metrics, inference, training
     "ConfusionMatrix": "core.metrics",
     "SegMetrics": "core.metrics",
@@ -88,6 +90,12 @@ _EXPORTS: dict[str, str] = {
     "LevelSwitch": "core.inspect",
     "available_devices": "core.inspect",
     "device_name": "core.inspect",
+    # what to correct next
+    "uncertainty_map": "core.uncertainty",
+    "image_score": "core.uncertainty",
+    "uncertain_regions": "core.uncertainty",
+    "rank_images": "core.uncertainty",
+    "RegionScore": "core.uncertainty",
 }
 
 __all__ = sorted(_EXPORTS)

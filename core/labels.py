@@ -319,6 +319,16 @@ class LabelMask:
         undo step. Returns the region that changed (None when nothing did).
         """
         label = self._check_label(label)
+        footprint = self.brush_footprint(points, radius, shape)
+        if footprint is None:
+            return None
+        box, sel = footprint
+        return self._edit("stroke", box, sel, label, preserve_labels)
+
+    def brush_footprint(self, points: Sequence[float] | Sequence[Sequence[float]], radius: float = 5,
+                        shape: str = "round") -> tuple[Region, np.ndarray] | None:
+        """The pixels a brush along ``points`` covers (see :meth:`paint`), clipped to the mask:
+        ``(box, bool array of the box's shape)``, or None when it misses the mask. Changes nothing."""
         if shape not in ("round", "square"):
             raise ValueError(f"brush shape must be 'round' or 'square', not {shape!r}")
         pts = np.asarray(points, np.float64).reshape(-1, 2)
@@ -331,10 +341,23 @@ class LabelMask:
         if box is None:
             return None
         if shape == "round":
-            sel = self._round_brush(box, pts, radius)
-        else:
-            sel = self._square_brush(box, pts, int(round(radius)))
-        return self._edit("stroke", box, sel, label, preserve_labels)
+            return box, self._round_brush(box, pts, radius)
+        return box, self._square_brush(box, pts, int(round(radius)))
+
+    def polygon_footprint(self, points: Sequence[Sequence[float]]) -> tuple[Region, np.ndarray] | None:
+        """The pixels of a polygon ``[(y, x), ...]`` (edges included), clipped to the mask:
+        ``(box, bool array)``, or None when it misses the mask. Changes nothing."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        if pts.shape[0] < 3 or not np.isfinite(pts).all():
+            raise ValueError("a polygon needs at least 3 finite (y, x) points")
+        pts = np.rint(pts).astype(np.int64)
+        box = self._clip(int(pts[:, 0].min()), int(pts[:, 0].max()) + 1, int(pts[:, 1].min()), int(pts[:, 1].max()) + 1)
+        if box is None:
+            return None
+        canvas = np.zeros(box.shape, np.uint8)
+        xy = np.stack([pts[:, 1] - box.x0, pts[:, 0] - box.y0], axis=1).astype(np.int32)
+        cv2.fillPoly(canvas, [xy], 1)
+        return box, canvas.astype(bool)
 
     def paint_stroke(self, points: Sequence[Sequence[float]], label: int, radius: float = 5, shape: str = "round",
                      preserve_labels: bool = False) -> Edit | None:
@@ -369,29 +392,32 @@ class LabelMask:
     def polygon(self, points: Sequence[Sequence[float]], label: int, preserve_labels: bool = False) -> Edit | None:
         """Fill a polygon given as ``[(y, x), ...]`` (a lasso is a polygon with many points)."""
         label = self._check_label(label)
-        pts = np.asarray(points, np.float64).reshape(-1, 2)
-        if pts.shape[0] < 3 or not np.isfinite(pts).all():
-            raise ValueError("a polygon needs at least 3 finite (y, x) points")
-        pts = np.rint(pts).astype(np.int64)
-        box = self._clip(int(pts[:, 0].min()), int(pts[:, 0].max()) + 1, int(pts[:, 1].min()), int(pts[:, 1].max()) + 1)
-        if box is None:
+        footprint = self.polygon_footprint(points)
+        if footprint is None:
             return None
-        canvas = np.zeros(box.shape, np.uint8)
-        xy = np.stack([pts[:, 1] - box.x0, pts[:, 0] - box.y0], axis=1).astype(np.int32)
-        cv2.fillPoly(canvas, [xy], 1)
-        return self._one_shot("polygon", box, canvas.astype(bool), label, preserve_labels)
+        return self._one_shot("polygon", *footprint, label, preserve_labels)
 
     def accept_prediction(self, prediction: np.ndarray,
-                          region: np.ndarray | Sequence[int] | None = None,
+                          region: np.ndarray | Sequence[int] | tuple[Region, np.ndarray] | None = None,
                           preserve_labels: bool = False) -> Edit | None:
-        """Copy the model's labels into ``region``: a bool HxW mask (painted or lassoed), a box
-        ``(y0, y1, x0, x1)``, or None for the whole image."""
+        """Copy the model's labels into ``region``: a bool HxW mask (painted or lassoed), a
+        footprint ``(Region, bool array of its shape)`` (from :meth:`brush_footprint` or
+        :meth:`polygon_footprint`), a box ``(y0, y1, x0, x1)``, or None for the whole image.
+        Inside an open stroke it becomes part of that stroke (an "accept brush")."""
         prediction = np.asarray(prediction)
         if prediction.shape != self.shape:
             raise MaskError(f"prediction is {prediction.shape}, the mask is {self.shape}")
         if region is None:
             box: Region | None = Region(0, self.shape[0], 0, self.shape[1])
             sel = None
+        elif isinstance(region, tuple) and len(region) == 2 and isinstance(region[1], np.ndarray):
+            box = Region(*(int(v) for v in region[0]))
+            sel = np.asarray(region[1], bool)
+            h, w = self.shape
+            if not (0 <= box.y0 <= box.y1 <= h and 0 <= box.x0 <= box.x1 <= w) or sel.shape != box.shape:
+                raise MaskError(f"accept footprint {tuple(box)} {sel.shape} does not fit the {h}x{w} mask")
+            if box.area == 0:
+                return None
         elif isinstance(region, np.ndarray) and region.ndim == 2:
             if region.shape != self.shape:
                 raise MaskError(f"accept region is {region.shape}, the mask is {self.shape}")

@@ -1,5 +1,6 @@
 """The segmentation view: the photo with the label overlay, or a confidence / entropy /
-class-probability map; opacity and show/hide; the hover readout text."""
+class-probability map; opacity and show/hide; the hover readout text; and above them the
+editable mask (the user's corrections), which is redrawn only where it changes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlide
                                QWidget)
 
 from app import colormaps
+from app.tools.layer import MaskLayer
 from app.views.canvas import ImageCanvas
 import core
 
@@ -50,7 +52,7 @@ class SegmentationView(QWidget):
         self.mode_box = QComboBox()
         for key, text in MODES.items():
             self.mode_box.addItem(text, key)
-        self.mode_box.setToolTip("What the overlay shows (keys 1-4)")
+        self.mode_box.setToolTip("What the overlay shows (Alt+1 ... Alt+4)")
         self.mode_box.currentIndexChanged.connect(lambda _: self.set_mode(self.mode_box.currentData()))
         self.class_box = QComboBox()
         self.class_box.setToolTip("The class whose probability is shown")
@@ -64,9 +66,22 @@ class SegmentationView(QWidget):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
         self.opacity.setFixedWidth(140)
-        self.opacity.setToolTip("Overlay opacity ([ and ])")
+        self.opacity.setToolTip("Overlay opacity (Ctrl+[ and Ctrl+])")
         self.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100))
         self.canvas.set_overlay_opacity(0.6)
+        self.mask_layer = MaskLayer()
+        self.canvas.vb.addItem(self.mask_layer)
+        self.mask_box = QCheckBox("Mask")
+        self.mask_box.setChecked(True)
+        self.mask_box.setToolTip("Show or hide your corrections, the editable mask (M)")
+        self.mask_box.toggled.connect(self.mask_layer.setVisible)
+        self.mask_opacity = QSlider(Qt.Orientation.Horizontal)
+        self.mask_opacity.setRange(0, 100)
+        self.mask_opacity.setValue(80)
+        self.mask_opacity.setFixedWidth(90)
+        self.mask_opacity.setToolTip("Mask opacity")
+        self.mask_opacity.valueChanged.connect(lambda v: self.mask_layer.setOpacity(v / 100))
+        self.mask_layer.setOpacity(0.8)
         self.range_label = QLabel("")
         self.range_label.setStyleSheet("color: #5f6368;")
         fit = QToolButton()
@@ -83,6 +98,9 @@ class SegmentationView(QWidget):
         bar.addWidget(self.show_box)
         bar.addWidget(QLabel("Opacity"))
         bar.addWidget(self.opacity)
+        bar.addSpacing(12)
+        bar.addWidget(self.mask_box)
+        bar.addWidget(self.mask_opacity)
         bar.addWidget(self.range_label)
         bar.addStretch(1)
         bar.addWidget(fit)
@@ -98,7 +116,27 @@ class SegmentationView(QWidget):
         self.outcome = None
         self._maps.clear()
         self.canvas.set_overlay(None)
+        self.set_mask(None)
         self.canvas.set_photo(rgb)
+
+    def set_mask(self, mask: np.ndarray | None) -> None:
+        """Show an editable mask: a LabelMask's own buffer (``mask.data``), drawn without a copy."""
+        if mask is not None and self.canvas.photo.image is not None \
+                and tuple(mask.shape) != tuple(self.canvas.photo.image.shape[:2]):
+            mask = None  # not this photo's mask
+        self.mask_layer.set_mask(mask, self.mask_lut() if mask is not None else None)
+
+    def update_mask_region(self, region: Any) -> None:
+        """Repaint the part of the mask that changed (a core.Region)."""
+        if self.mask_layer.data is not None:
+            self.mask_layer.update_region(region)
+
+    def mask_lut(self) -> np.ndarray:
+        classes = self.classes if self.classes is not None else _default_classes(self.outcome)
+        return colormaps.class_lut(classes, self.hidden)
+
+    def set_mask_visible(self, visible: bool) -> None:
+        self.mask_box.setChecked(visible)
 
     def set_classes(self, classes: Any) -> None:
         self.classes = classes
@@ -111,6 +149,8 @@ class SegmentationView(QWidget):
         self.class_box.setCurrentIndex(self.class_id)
         self.class_box.blockSignals(False)
         self.refresh()
+        if self.mask_layer.data is not None:
+            self.mask_layer.setLookupTable(self.mask_lut())
 
     def set_outcome(self, outcome: Any) -> None:
         self.outcome = outcome
@@ -121,6 +161,8 @@ class SegmentationView(QWidget):
         self.hidden = set(hidden)
         if self.mode == "labels":
             self.canvas.set_lut(self.lut())
+        if self.mask_layer.data is not None:
+            self.mask_layer.setLookupTable(self.mask_lut())
 
     def set_mode(self, mode: str, class_id: int | None = None) -> None:
         if mode not in MODES:

@@ -1,10 +1,14 @@
-"""The image list dock: the images of the open project or folder with their state."""
+"""The image list dock: the images of the open project or folder with their state and uncertainty.
+
+Rows follow the folder's order, or the uncertainty score (most uncertain first) when "Sort by
+uncertainty" is on; signals and methods always speak in folder indices, not rows.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from app.folder import ImageEntry, ImageFolder
 
@@ -29,7 +33,17 @@ def state_icon(entry: ImageEntry) -> QIcon:
 
 def entry_text(entry: ImageEntry) -> str:
     parts = [entry.mask_state] + (["predicted"] if entry.predicted else [])
+    if entry.score is not None:
+        parts.append(f"uncertainty {entry.score:.3f}")
     return f"{entry.path.name}\n{', '.join(parts)}"
+
+
+def _tooltip(entry: ImageEntry) -> str:
+    tip = f"{entry.path}\n{entry_text(entry).splitlines()[1]}"
+    if entry.score is not None:
+        tip += ("\nuncertainty: mean of main-head entropy and main/aux disagreement over the pixels "
+                "without a label (0 = sure, 1 = clueless)")
+    return tip
 
 
 class ImageList(QWidget):
@@ -38,45 +52,94 @@ class ImageList(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.folder: ImageFolder | None = None
+        self.order: list[int] = []  # row -> folder index
         self.title = QLabel("No folder open")
         self.title.setWordWrap(True)
         self.title.setStyleSheet("color: #5f6368;")
+        self.sort_box = QCheckBox("Sort by uncertainty")
+        self.sort_box.setToolTip("Most uncertain images first (Image > Rank Images by Uncertainty scores them all)")
+        self.sort_box.toggled.connect(lambda _: self.resort())
         self.list = QListWidget()
         self.list.setUniformItemSizes(True)
-        self.list.currentRowChanged.connect(lambda row: row >= 0 and self.activated.emit(row))
+        self.list.currentRowChanged.connect(self._row_changed)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.title)
+        lay.addWidget(self.sort_box)
         lay.addWidget(self.list, 1)
+
+    def _row_changed(self, row: int) -> None:
+        if 0 <= row < len(self.order):
+            self.activated.emit(self.order[row])
+
+    def _sorted_order(self) -> list[int]:
+        if self.folder is None:
+            return []
+        n = len(self.folder.entries)
+        if not self.sort_box.isChecked():
+            return list(range(n))
+        entries = self.folder.entries
+        return sorted(range(n), key=lambda i: (entries[i].score is None, -(entries[i].score or 0.0), i))
 
     def set_folder(self, folder: ImageFolder) -> None:
         self.folder = folder
-        self.list.blockSignals(True)
-        self.list.clear()
-        for e in folder.entries:
-            item = QListWidgetItem(state_icon(e), entry_text(e))
-            item.setToolTip(f"{e.path}\n{entry_text(e).splitlines()[1]}")
-            self.list.addItem(item)
-        self.list.blockSignals(False)
+        self._fill()
         n_mask = sum(e.mask_path is not None for e in folder.entries)
         kind = "project" if folder.is_project else "folder"
         self.title.setText(f"{kind} {folder.root.name}: {len(folder.entries)} images, {n_mask} with masks")
 
+    def _fill(self) -> None:
+        current = self.current_index()
+        self.order = self._sorted_order()
+        self.list.blockSignals(True)
+        self.list.clear()
+        for i in self.order:
+            e = self.folder.entries[i]
+            item = QListWidgetItem(state_icon(e), entry_text(e))
+            item.setToolTip(_tooltip(e))
+            self.list.addItem(item)
+        if current >= 0 and current in self.order:
+            self.list.setCurrentRow(self.order.index(current))
+        self.list.blockSignals(False)
+
+    def resort(self) -> None:
+        """Re-apply the order (after scores changed)."""
+        if self.folder is not None:
+            self._fill()
+
+    def row_of(self, index: int) -> int:
+        try:
+            return self.order.index(index)
+        except ValueError:
+            return -1
+
+    def current_index(self) -> int:
+        row = self.list.currentRow()
+        return self.order[row] if 0 <= row < len(self.order) else -1
+
     def update_entry(self, index: int) -> None:
-        if self.folder is None or not 0 <= index < self.list.count():
+        if self.folder is None or not 0 <= index < len(self.folder.entries):
+            return
+        row = self.row_of(index)
+        if row < 0:
             return
         e = self.folder.entries[index]
-        item = self.list.item(index)
+        item = self.list.item(row)
         item.setIcon(state_icon(e))
         item.setText(entry_text(e))
-        item.setToolTip(f"{e.path}\n{entry_text(e).splitlines()[1]}")
+        item.setToolTip(_tooltip(e))
 
     def set_current(self, index: int) -> None:
-        if 0 <= index < self.list.count():
+        row = self.row_of(index)
+        if row >= 0:
             self.list.blockSignals(True)
-            self.list.setCurrentRow(index)
+            self.list.setCurrentRow(row)
             self.list.blockSignals(False)
-            self.list.scrollToItem(self.list.item(index))
+            self.list.scrollToItem(self.list.item(row))
 
     def state_of(self, index: int) -> str:
         return self.folder.entries[index].state if self.folder is not None else ""
+
+    def text_of(self, index: int) -> str:
+        row = self.row_of(index)
+        return self.list.item(row).text() if row >= 0 else ""

@@ -1,0 +1,15 @@
+"""Mask editing tools (mouse -> core.LabelMask calls), the mask layer and the canvas hookup."""
+
+from app.tools.base import IGNORE, PanTool, Tool, ToolEvent, ToolSettings
+from app.tools.paint import AcceptTool, BrushTool, EraserTool
+from app.tools.shapes import FillTool, LassoTool, PickerTool, PolygonTool
+
+
+def make_tools() -> dict[str, Tool]:
+    """One instance of every tool, in toolbar order."""
+    tools = [PanTool(), BrushTool(), EraserTool(), FillTool(), PolygonTool(), LassoTool(), PickerTool(), AcceptTool()]
+    return {t.name: t for t in tools}
+
+
+__all__ = ["IGNORE", "Tool", "ToolEvent", "ToolSettings", "PanTool", "BrushTool", "EraserTool", "AcceptTool",
+           "FillTool", "LassoTool", "PolygonTool", "PickerTool", "make_tools"]

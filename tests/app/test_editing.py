@@ -1,0 +1,431 @@
+"""Correcting masks: the tools (with fake events, no window), then the window: painting with
+simulated mouse drags, shortcuts, undo/redo across image switches, autosave, the crash-recovery
+prompt, read-only unreadable masks, the close prompt, and "what to correct next"."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+import core
+from app.tools import AcceptTool, BrushTool, EraserTool, FillTool, LassoTool, PickerTool, PolygonTool, ToolEvent
+from app.tools.base import ToolSettings
+
+B = QMessageBox.StandardButton
+
+
+# ---------------------------------------------------------------------------------------------
+# the tools, driven by fake events (no canvas)
+class FakeContext:
+    def __init__(self, mask, prediction=None):
+        self.mask = mask
+        self.prediction = prediction
+        self.settings = ToolSettings()
+        self.settings.set_num_classes(mask.num_classes)
+        self.previews: list = []
+        self.notes: list[str] = []
+
+    def preview(self, points, closed=False):
+        self.previews.append(None if points is None else list(points))
+
+    def picked(self, label):
+        self.settings.label = label
+
+    def notify(self, text):
+        self.notes.append(text)
+
+
+def drag(tool, ctx, points):
+    """Press at the first point, move through the rest, release at the last (as the canvas does)."""
+    gen = tool.press(ctx, ToolEvent("press", *points[0]))
+    if gen is None:
+        return
+    next(gen)
+    for p in points[1:]:
+        gen.send(ToolEvent("move", *p))
+    with pytest.raises(StopIteration):
+        gen.send(ToolEvent("release", *points[-1]))
+
+
+def test_brush_drag_is_one_undo_step_equal_to_a_core_stroke():
+    mask = core.LabelMask.empty((40, 50), 6)
+    ctx = FakeContext(mask)
+    ctx.settings.label, ctx.settings.radius = 4, 3
+    pts = [(10.0, 5.0), (12.5, 15.2), (20.0, 30.0), (20.0, 30.0)]
+    drag(BrushTool(), ctx, pts)
+    ref = core.LabelMask.empty((40, 50), 6)
+    ref.paint_stroke(pts, 4, 3)
+    np.testing.assert_array_equal(mask.data, ref.data)
+    assert mask.undo_count == 1 and (mask.data == 4).sum() > 100
+    # the eraser paints ignore (255) with the same footprint; preserve never applies to it
+    ctx.settings.set_option("preserve", True)
+    drag(EraserTool(), ctx, pts[:2])
+    ref.paint_stroke(pts[:2], 255, 3)
+    np.testing.assert_array_equal(mask.data, ref.data)
+    assert mask.undo_count == 2
+    mask.undo()
+    mask.undo()
+    assert (mask.data == 255).all()
+
+
+def test_square_brush_and_preserve_existing_labels():
+    mask = core.LabelMask.empty((30, 30), 6)
+    mask.paint([(15, 15)], 1, radius=2)  # an existing label
+    ctx = FakeContext(mask)
+    ctx.settings.label, ctx.settings.radius = 2, 5
+    ctx.settings.set_option("shape", "square")
+    ctx.settings.set_option("preserve", True)
+    before = mask.data.copy()
+    drag(BrushTool(), ctx, [(15.0, 15.0)])
+    assert (mask.data[10:21, 10:21] != 255).all()  # the 11x11 square is covered
+    np.testing.assert_array_equal(mask.data[before == 1], 1)  # ... but the label 1 stayed
+
+
+def test_fill_polygon_lasso_and_picker():
+    mask = core.LabelMask.empty((20, 20), 6)
+    mask.paint_stroke([(10, 0), (10, 19)], 1, radius=0)  # a wall across the image
+    ctx = FakeContext(mask)
+    ctx.settings.label = 3
+    FillTool().press(ctx, ToolEvent("press", 2.2, 2.8))
+    assert (mask.data[:10] == 3).all() and (mask.data[11:] == 255).all()
+    ctx.settings.set_option("fill_all", True)
+    ctx.settings.label = 5
+    mask.paint([(15, 15)], 3, radius=0)  # a 3 on the other side of the wall
+    FillTool().press(ctx, ToolEvent("press", 0, 0))
+    assert (mask.data[:10] == 5).all() and mask.data[15, 15] == 5  # replace-all reaches it
+    mask.undo(), mask.undo(), mask.undo()
+    # polygon: clicks, Backspace takes the last corner back, double-click fills
+    poly = PolygonTool()
+    ctx.settings.label = 2
+    for p in [(12, 2), (12, 8), (7, 7)]:
+        poly.press(ctx, ToolEvent("press", *p))
+    assert poly.key(ctx, "backspace") and len(poly.points) == 2
+    poly.press(ctx, ToolEvent("press", 18, 8))
+    poly.double_click(ctx, ToolEvent("double", 18, 2))
+    ref = core.LabelMask(mask.data, 6)
+    assert not poly.busy and ctx.previews[-1] is None
+    expected = core.LabelMask.empty((20, 20), 6)
+    expected.paint_stroke([(10, 0), (10, 19)], 1, radius=0)
+    expected.polygon([(12, 2), (12, 8), (18, 8), (18, 2)], 2)
+    np.testing.assert_array_equal(ref.data, expected.data)
+    # Esc drops an unfinished polygon; Enter with two corners says why nothing happened
+    poly.press(ctx, ToolEvent("press", 1, 1))
+    assert poly.key(ctx, "escape") and not poly.busy
+    poly.press(ctx, ToolEvent("press", 1, 1)), poly.press(ctx, ToolEvent("press", 1, 5))
+    poly.key(ctx, "enter")
+    assert "three corners" in ctx.notes[-1]
+    # lasso: the dragged outline is filled
+    drag(LassoTool(), ctx, [(0.0, 12.0), (0.0, 18.0), (6.0, 18.0), (6.0, 12.0)])
+    assert (mask.data[1:6, 13:18] == 2).all()
+    # the picker reads the mask, and the prediction where nothing is painted
+    pred = np.full((20, 20), 4, np.uint8)
+    ctx.prediction = pred
+    PickerTool().press(ctx, ToolEvent("press", 10, 3))
+    assert ctx.settings.label == 1
+    PickerTool().press(ctx, ToolEvent("press", 19, 19))
+    assert ctx.settings.label == 4
+
+
+def test_accept_prediction_under_a_brush_and_inside_a_lasso():
+    mask = core.LabelMask.empty((30, 40), 6)
+    pred = (np.arange(30 * 40).reshape(30, 40) % 5).astype(np.uint8)
+    ctx = FakeContext(mask, pred)
+    ctx.settings.radius = 2
+    drag(AcceptTool(), ctx, [(5.0, 5.0), (5.0, 30.0)])
+    changed = mask.data != 255
+    ref = core.LabelMask.empty((30, 40), 6)
+    box, sel = ref.brush_footprint([(5.0, 5.0), (5.0, 30.0)], 2)
+    full = np.zeros((30, 40), bool)
+    full[box.slices] = sel
+    np.testing.assert_array_equal(changed, full)
+    np.testing.assert_array_equal(mask.data[changed], pred[changed])
+    assert mask.undo_count == 1
+    # inside a lasso, with preserve: the brushed pixels stay (they are labelled now)
+    mask.paint([(20, 20)], 0, radius=1)
+    ctx.settings.set_option("accept_shape", "lasso")
+    ctx.settings.set_option("preserve", True)
+    drag(AcceptTool(), ctx, [(15.0, 15.0), (15.0, 25.0), (25.0, 25.0), (25.0, 15.0)])
+    assert (mask.data[16:25, 16:25][mask.data[16:25, 16:25] != 0] == pred[16:25, 16:25][mask.data[16:25, 16:25] != 0]).all()
+    assert mask.data[20, 20] == 0
+    # without a prediction the tool says so and changes nothing
+    ctx.prediction = None
+    before = mask.data.copy()
+    assert AcceptTool().press(ctx, ToolEvent("press", 1, 1)) is None
+    assert "prediction" in ctx.notes[-1]
+    np.testing.assert_array_equal(mask.data, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# the window
+@pytest.fixture
+def project(tmp_path, scenes) -> Path:
+    """A new project holding the scenes' images and no masks yet."""
+    classes = core.ClassTable.load(scenes / "classes.json")
+    p = core.Project.create(tmp_path / "project", classes)
+    p.add_images(sorted((scenes / "images").glob("*.png")))
+    return p.root
+
+
+def open_project(qtbot, window, ckpt, root, timeout=30000):
+    if "ask" not in window.__dict__:  # no modal dialog may block a test (closing with unsaved edits asks)
+        window.ask = lambda *a: B.Discard
+    window.open_model(ckpt)
+    window.open_folder(root)
+    ed, c = window.editor, window.controller
+    qtbot.waitUntil(lambda: ed.mask is not None and c.outcome is not None
+                    and c.outcome.path is not None and c.outcome.path.stem == ed.name, timeout=timeout)
+    return ed.mask
+
+
+def mouse(widget, kind: str, pos: QPoint, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    types = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
+             "release": QEvent.Type.MouseButtonRelease, "double": QEvent.Type.MouseButtonDblClick}
+    left = Qt.MouseButton.LeftButton
+    button = Qt.MouseButton.NoButton if kind == "move" else left
+    buttons = Qt.MouseButton.NoButton if kind == "release" else left
+    ev = QMouseEvent(types[kind], QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons, modifiers)
+    QApplication.sendEvent(widget, ev)
+
+
+def mouse_drag(window, pixels) -> list[tuple[float, float]]:
+    """Drag over image pixels (x, y); returns the mask points the tool received."""
+    canvas = window.seg.canvas
+    vp = canvas.viewport()
+    pos = [canvas.widget_pos_of_pixel(x, y) for x, y in pixels]
+    mouse(vp, "press", pos[0])
+    for p in pos[1:]:
+        mouse(vp, "move", p)
+    mouse(vp, "release", pos[-1])
+    return [window.canvas_tools.to_mask(QPointF(p)) for p in pos]
+
+
+def rendered_mask_rgba(item) -> np.ndarray:
+    item.render()
+    qimg = item.qimage.convertToFormat(item.qimage.Format.Format_RGBA8888)
+    buf = np.frombuffer(qimg.constBits(), np.uint8, count=qimg.sizeInBytes())
+    return buf.reshape(qimg.height(), qimg.bytesPerLine())[:, : qimg.width() * 4].reshape(
+        qimg.height(), qimg.width(), 4).copy()  # a copy: the converted image goes away
+
+
+def test_painting_with_mouse_drags_shortcuts_and_undo(qtbot, window, tiny_ckpt, project):
+    window.editor.autosave.setInterval(60000)  # saved later, on purpose
+    mask = open_project(qtbot, window, tiny_ckpt, project)
+    # B: the brush; 3: class 3; ] and [: the brush size
+    qtbot.keyClick(window, Qt.Key.Key_B)
+    assert window.canvas_tools.tool.name == "brush" and window.act_tools["brush"].isChecked()
+    qtbot.keyClick(window, Qt.Key.Key_3)
+    assert window.tool_settings.label == 3 and window.tool_panel.class_box.currentData() == 3
+    r0 = window.tool_settings.radius
+    qtbot.keyClick(window, Qt.Key.Key_BracketRight)
+    assert window.tool_settings.radius > r0 and window.tool_panel.size_spin.value() == round(window.tool_settings.radius)
+    qtbot.keyClick(window, Qt.Key.Key_BracketLeft)
+    assert window.tool_settings.radius == r0
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # display modes moved to Alt+N
+    assert window.seg.mode == "confidence"
+    window.act_modes["labels"].trigger()
+    # a drag paints exactly what core paints along the same points, as one undo step
+    points = mouse_drag(window, [(20, 30), (45, 35), (70, 60)])
+    ref = core.LabelMask.empty(mask.shape, mask.num_classes)
+    ref.paint_stroke(points, 3, r0)
+    np.testing.assert_array_equal(mask.data, ref.data)
+    assert mask.undo_count == 1 and (mask.data == 3).sum() > 200
+    assert window.isWindowModified() and window.windowTitle().startswith("scene_0000.png")
+    # the mask layer shows the buffer itself (no copy), coloured through the class table
+    layer = window.seg.mask_layer
+    assert np.shares_memory(layer.image, mask.data)
+    lut = window.seg.mask_lut()
+    np.testing.assert_array_equal(rendered_mask_rgba(layer), lut[mask.data])
+    # the brush outline followed the cursor and has the brush's size
+    rect = window.canvas_tools.outline.rect()
+    assert rect.width() == pytest.approx(2 * r0 + 1)
+    # Ctrl+Z / Ctrl+Shift+Z
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert (mask.data == 255).all()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(mask.data, ref.data)
+    # middle-button drags still pan (the tool ignores them)
+    before = mask.data.copy()
+    vp = window.seg.canvas.viewport()
+    p = window.seg.canvas.widget_pos_of_pixel(10, 10)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseButtonPress, QPointF(p), QPointF(vp.mapToGlobal(p)),
+                                           Qt.MouseButton.MiddleButton, Qt.MouseButton.MiddleButton,
+                                           Qt.KeyboardModifier.NoModifier))
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseButtonRelease, QPointF(p), QPointF(vp.mapToGlobal(p)),
+                                           Qt.MouseButton.MiddleButton, Qt.MouseButton.NoButton,
+                                           Qt.KeyboardModifier.NoModifier))
+    np.testing.assert_array_equal(mask.data, before)
+    # Alt+click picks the class under the cursor; accept-everywhere with preserve fills the rest
+    qtbot.keyClick(window, Qt.Key.Key_1)
+    mouse(vp, "press", window.seg.canvas.widget_pos_of_pixel(45, 35), Qt.KeyboardModifier.AltModifier)
+    mouse(vp, "release", window.seg.canvas.widget_pos_of_pixel(45, 35), Qt.KeyboardModifier.AltModifier)
+    assert window.tool_settings.label == 3 and mask.undo_count == 1
+    window.act_preserve.trigger()
+    window.act_accept_all.trigger()
+    pred = window.controller.outcome.prediction.labels
+    painted = ref.data != 255
+    np.testing.assert_array_equal(mask.data[painted], 3)
+    np.testing.assert_array_equal(mask.data[~painted], pred[~painted])
+    assert mask.undo_count == 2
+
+
+def test_history_survives_switching_images_and_autosave_writes(qtbot, window, tiny_ckpt, project):
+    ed = window.editor
+    ed.autosave.setInterval(150)
+    first = open_project(qtbot, window, tiny_ckpt, project)
+    window.act_tools["fill"].trigger()
+    window.tool_settings.label = 2
+    canvas, vp = window.seg.canvas, window.seg.canvas.viewport()
+    mouse(vp, "press", canvas.widget_pos_of_pixel(5, 5))
+    mouse(vp, "release", canvas.widget_pos_of_pixel(5, 5))
+    assert (first.data == 2).all() and first.undo_count == 1
+    with qtbot.waitSignal(ed.saved, timeout=10000) as blocker:
+        pass  # the debounced autosave
+    assert blocker.args == ["scene_0000"]
+    saved = core.read_mask(project / "masks" / "scene_0000.png", core.ClassTable.load(project / "classes.json"))
+    np.testing.assert_array_equal(saved, first.data)
+    assert not window.isWindowModified() and not (project / "masks" / ".scene_0000.journal").exists()
+    assert window.image_list.folder.entries[0].mask_state == "mask"
+    # the next image, a stroke there; then back: the first image still has its undo step
+    window.controller.step_image(1)
+    qtbot.waitUntil(lambda: ed.name == "scene_0001" and ed.mask is not None, timeout=10000)
+    window.act_tools["brush"].trigger()
+    mouse_drag(window, [(10, 10), (30, 10)])
+    second = ed.mask
+    assert second is not first and second.undo_count == 1
+    window.controller.step_image(-1)
+    qtbot.waitUntil(lambda: ed.name == "scene_0000" and ed.mask is first, timeout=10000)
+    # leaving scene_0001 saved it
+    qtbot.waitUntil(lambda: (project / "masks" / "scene_0001.png").exists(), timeout=10000)
+    with qtbot.waitSignal(ed.saved, timeout=10000, check_params_cb=lambda name: name == "scene_0000"):
+        window.act_undo.trigger()
+    assert (first.data == 255).all()
+    assert (core.read_mask(project / "masks" / "scene_0000.png", core.ClassTable.load(project / "classes.json"))
+            == 255).all()
+
+
+def test_crash_journal_is_offered_for_recovery(qtbot, tiny_ckpt, project, tmp_path):
+    from app.main_window import MainWindow
+
+    w1 = MainWindow(restore=False)
+    qtbot.addWidget(w1)
+    w1.show()
+    w1.editor.autosave.setInterval(3_600_000)  # the crash comes before any save
+    open_project(qtbot, w1, tiny_ckpt, project)
+    w1.act_tools["brush"].trigger()
+    w1.tool_settings.label = 4
+    mouse_drag(w1, [(10, 10), (60, 40)])
+    painted = w1.editor.mask.data.copy()
+    assert (project / "masks" / ".scene_0000.journal").exists() and not (project / "masks" / "scene_0000.png").exists()
+    crashed = tmp_path / "crashed"
+    shutil.copytree(project, crashed)  # the folder as a crash leaves it
+    w1.ask = lambda *a: B.Discard
+    w1.close()
+    assert w1.controller.shutdown(10000)
+
+    asked = []
+    w2 = MainWindow(restore=False)
+    qtbot.addWidget(w2)
+    w2.show()
+
+    def answer(title, text, buttons, default):
+        asked.append(text)
+        return B.Yes
+
+    w2.ask = answer
+    w2.editor.autosave.setInterval(100)
+    open_project(qtbot, w2, tiny_ckpt, crashed)
+    assert len(asked) == 1 and "scene_0000" in asked[0]
+    assert w2.editor.last_recovered == ["scene_0000"]
+    np.testing.assert_array_equal(w2.editor.mask.data, painted)
+    assert w2.editor.mask.can_undo  # the recovery is one undo step
+    qtbot.waitUntil(lambda: (crashed / "masks" / "scene_0000.png").exists(), timeout=10000)
+    np.testing.assert_array_equal(
+        core.read_mask(crashed / "masks" / "scene_0000.png", core.ClassTable.load(crashed / "classes.json")), painted)
+    w2.close()
+    assert w2.controller.shutdown(10000)
+
+
+def test_unreadable_mask_opens_read_only_and_is_never_overwritten(qtbot, window, tiny_ckpt, project):
+    bad = project / "masks" / "scene_0000.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a mask" * 20)
+    original = bad.read_bytes()
+    window.open_model(tiny_ckpt)
+    window.open_folder(project)
+    ed = window.editor
+    qtbot.waitUntil(lambda: ed.reason.startswith("read-only"), timeout=20000)
+    assert ed.mask is None and "scene_0000" in window.last_error
+    assert "read-only" in window.tool_panel.state.text()
+    window.act_tools["brush"].trigger()
+    mouse_drag(window, [(10, 10), (40, 40)])
+    assert "cannot be edited" in window.info.text()
+    window.act_accept_all.trigger()
+    window.editor.save_dirty()
+    window.editor.saver.wait(5000)
+    assert bad.read_bytes() == original
+    assert window.image_list.folder.entries[0].mask_state == "unreadable mask"
+
+
+def test_closing_with_unsaved_changes_asks(qtbot, tiny_ckpt, project):
+    from app.main_window import MainWindow
+
+    w = MainWindow(restore=False)
+    qtbot.addWidget(w)
+    w.show()
+    w.editor.autosave.setInterval(3_600_000)
+    open_project(qtbot, w, tiny_ckpt, project)
+    w.act_tools["brush"].trigger()
+    mouse_drag(w, [(5, 5), (25, 25)])
+    answers = [B.Cancel, B.Save]
+    asked = []
+
+    def ask(title, text, buttons, default):
+        asked.append(text)
+        return answers.pop(0)
+
+    w.ask = ask
+    w.close()
+    assert w.isVisible() and "scene_0000" in asked[0]  # Cancel: the window stays
+    assert not (project / "masks" / "scene_0000.png").exists()
+    w.close()
+    assert not w.isVisible() and len(asked) == 2
+    saved = core.read_mask(project / "masks" / "scene_0000.png", core.ClassTable.load(project / "classes.json"))
+    assert (saved != 255).sum() > 50
+    assert w.controller.shutdown(10000)
+
+
+def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, project):
+    open_project(qtbot, window, tiny_ckpt, project)
+    c = window.controller
+    qtbot.waitUntil(lambda: c.folder.entries[0].score is not None, timeout=10000)
+    pred = c.outcome.prediction
+    umap = core.uncertainty_map(pred.probs, pred.aux_probs, entropy=pred.entropy)
+    assert c.folder.entries[0].score == pytest.approx(core.image_score(umap), rel=1e-5)
+    assert "uncertainty" in window.image_list.text_of(0)
+    # next region: the most uncertain unlabelled tile; the view zooms to it
+    with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
+        window.act_next_region.trigger()
+    region = blocker.args[0]
+    assert region.region == core.uncertain_regions(umap, k=1)[0].region
+    (x0, x1), (y0, y1) = window.seg.canvas.vb.viewRange()
+    ry0, ry1, rx0, rx1 = region.region
+    assert x0 <= rx0 and rx1 <= x1 and y0 <= ry0 and ry1 <= y1
+    assert (x1 - x0) < 0.8 * window.controller.image.image.shape[1]  # zoomed in
+    # label it: the next press goes elsewhere
+    window.editor.mask.assign(region.region, np.zeros((ry1 - ry0, rx1 - rx0), np.uint8))
+    with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
+        window.act_next_region.trigger()
+    assert blocker.args[0].region != region.region
+    # rank every image: all get scores; sorting puts the most uncertain first
+    with qtbot.waitSignal(window.ranker.rankingFinished, timeout=60000):
+        window.act_rank.trigger()
+    scores = [e.score for e in c.folder.entries]
+    assert all(s is not None for s in scores)
+    window.image_list.sort_box.setChecked(True)
+    assert window.image_list.order[0] == int(np.argmax(scores))
+    assert window.image_list.current_index() == 0  # the shown image stays selected
