@@ -128,7 +128,7 @@ class _Layout:
         # skylines: a city (ROAD) district beside a country (GRASS) one, mostly; ground scenes: water beside road
         pairs = [(ROAD, GRASS)] if skyline else [(WATER, ROAD)] * 4 + [(WATER, GRASS), (ROAD, GRASS)]
         singles = (ROAD, GRASS) if skyline else (WATER, ROAD)
-        if rng.random() < 0.5:
+        if rng.random() < 0.3:
             self.regions = [_Region(int(rng.choice(singles)), "all")]
         else:
             pair = list(pairs[int(rng.integers(len(pairs)))])
