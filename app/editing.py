@@ -36,6 +36,16 @@ def load_mask_job(project: Any, name: str, *, cancel: Any) -> Generator[float, N
     return project.load_mask(name)
 
 
+def create_project_job(root: Path, classes: Any, images: list[Path], *, cancel: Any) -> Generator[float, None, Path]:
+    """A new project folder holding copies of ``images`` (each is checked first; nothing is
+    copied when one cannot be read)."""
+    yield 0.0
+    project = core.Project.create(root, classes)
+    if images:
+        project.add_images(images)
+    return project.root
+
+
 def save_mask_job(project: Any, name: str, mask: Any, *, cancel: Any) -> Generator[float, None, tuple[str, int]]:
     """Save even when cancelled: a queued save is never dropped (it is quick and it is the user's work)."""
     yield 0.0
@@ -170,6 +180,18 @@ class Editor(QObject):
                               + (f" ({'; '.join(notes)})" if notes else ""))
             self._emit_dirty()
             self.autosave.start()
+
+    def create_project(self, root: str | Path, classes: Any, images: list[Path]) -> Any:
+        """Make a project of ``images`` in the empty or new folder ``root`` (in the background),
+        then open it."""
+        if classes is None:
+            self.error.emit("A new project needs a class table: open a model first")
+            return None
+        task = self.saver.submit("new project", create_project_job, Path(root), classes, [Path(p) for p in images])
+        task.succeeded.connect(lambda path: (self.message.emit(f"New project {path} with {len(images)} images"),
+                                             self.controller.open_folder(path)))
+        task.failed.connect(lambda exc: self.error.emit(f"Could not create the project: {exc}"))
+        return task
 
     # ------------------------------------------------------------------------------------------
     # images

@@ -30,10 +30,6 @@ class ImageUncertainty:
     score: float
 
 
-def _mask_or_none(mask: Any) -> np.ndarray | None:
-    return None if mask is None else np.asarray(mask)
-
-
 def score_job(path: Path, prediction: Any, mask: np.ndarray | None, *, cancel: Any
               ) -> Generator[float, None, ImageUncertainty]:
     yield 0.0
@@ -112,18 +108,20 @@ class Ranker(QObject):
                     e.score = None
                     self.scored.emit(i)
 
-    def _mask_now(self) -> np.ndarray | None:
-        if self.editor.mask is not None:
-            return self.editor.mask.snapshot()[0]
+    def _mask_now(self, path: Path) -> np.ndarray | None:
+        """The labels of image ``path`` as they are now (the edited mask, else the one read from disk)."""
+        ed = self.editor
+        if ed.mask is not None and ed.name is not None and ed.name_of(path) == ed.name:
+            return ed.mask.snapshot()[0]
         data = self.controller.image
-        return data.mask if data is not None else None
+        return data.mask if data is not None and data.path == Path(path) else None
 
     def _outcome(self, outcome: Any) -> None:
         """Score the shown image (its all-levels prediction) in the background."""
         if outcome.path is None or outcome.base is not outcome.prediction:
             return
         pred = outcome.prediction
-        task = self.controller.io.submit("uncertainty", score_job, outcome.path, pred, self._mask_now())
+        task = self.controller.io.submit("uncertainty", score_job, outcome.path, pred, self._mask_now(outcome.path))
         task.succeeded.connect(self._scored_current)
 
     def _scored_current(self, result: ImageUncertainty) -> None:
@@ -147,7 +145,8 @@ class Ranker(QObject):
             self.message.emit("No uncertainty map yet: wait for the prediction of this image")
             return None
         current = self.current
-        task = self.controller.io.submit("uncertain regions", regions_job, current.umap, self._mask_now())
+        task = self.controller.io.submit("uncertain regions", regions_job, current.umap,
+                                          self._mask_now(current.path))
         self._region_task = task
         task.succeeded.connect(lambda regions: self._regions(current, regions))
         return task

@@ -137,7 +137,7 @@ def retrain_job(loaded: Any, project: Any, options: RetrainOptions, device: str 
     model = copy.deepcopy(loaded.model)
     yield "preparing" + (" (computing backbone features once per image)" if cfg.cache_features else "")
     result = yield from core.finetune(model, dataset, cfg, cancel=cancel)
-    if result.cancelled:
+    if result.cancelled or cancel():  # cancelled after the last step: nothing is kept either
         raise core.Cancelled("retraining cancelled: the model in use is unchanged")
     model = result.model.eval()
     seconds = time.perf_counter() - t0
@@ -236,7 +236,8 @@ class Retrainer(QObject):
 
     @property
     def running(self) -> bool:
-        return self.task is not None and not self.task.is_finished
+        """A retrain is under way (a cancelled one is not, even while its last step ends)."""
+        return self.task is not None and not self.task.is_finished and not self.task.is_cancelled
 
     def problem(self) -> str:
         """Why a retrain cannot start now ("" when it can)."""
@@ -270,17 +271,21 @@ class Retrainer(QObject):
         self.started_at = time.perf_counter()
         task = c.background.submit("retrain", retrain_job, c.loaded, self.project, self.options, c.device)
         self.task = task
-        task.progress.connect(self._progress)
-        task.succeeded.connect(self._succeeded)
-        task.failed.connect(lambda exc: self.failed.emit(f"Retraining failed: {exc}"))
-        task.cancelled.connect(self._cancelled)
+        task.progress.connect(lambda rec: task is self.task and not task.is_cancelled and self._progress(rec))
+        task.succeeded.connect(lambda result: task is self.task and not task.is_cancelled and self._succeeded(result))
+        task.failed.connect(lambda exc: task is self.task and not task.is_cancelled
+                            and self.failed.emit(f"Retraining failed: {exc}"))
         self.started.emit(self.options.steps)
         return task
 
     def cancel(self) -> None:
+        """Stop retraining. Takes effect at once: the model in use never changed (a copy trains) and
+        nothing is added to the history; the worker stops before its next step (the step under
+        way, at most, still runs)."""
         if self.running:
             self.cancel_requested_at = time.perf_counter()
             self.task.cancel()
+            self._cancelled()
         if self.compare_task is not None and not self.compare_task.is_finished:
             self.compare_task.cancel()
 

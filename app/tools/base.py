@@ -121,6 +121,25 @@ class Context(Protocol):
     def notify(self, text: str) -> None: ...
 
 
+def lasso_drag(ctx: Context, ev: ToolEvent, done) -> Drag:
+    """Collect a freehand outline (shown as a preview) and call ``done(points)`` on release."""
+    points = [ev.point]
+    ctx.preview(points)
+    try:
+        while True:
+            ev = yield
+            if ev.kind != "move":
+                break
+            last = points[-1]
+            if abs(ev.y - last[0]) + abs(ev.x - last[1]) >= 1.0:
+                points.append(ev.point)
+                ctx.preview(points)
+    finally:
+        ctx.preview(None)
+    if len(points) >= 3:
+        done(points)
+
+
 class Tool:
     """A tool: ``press`` starts a drag (a generator) or acts at once (returns None)."""
 
@@ -131,6 +150,7 @@ class Tool:
     tip = ""
     brush = False  # shows the brush outline
     edits = True  # needs an editable mask
+    wants_double_click = False  # else a double-click is a second press (a second dab of the brush)
 
     def press(self, ctx: Context, ev: ToolEvent) -> Drag | None:
         return None

@@ -203,6 +203,9 @@ class CanvasTools(QObject):
         self.strokeFinished.emit()
 
     def _double(self, ev: Any) -> None:
+        if not self.tool.wants_double_click:
+            self._press(ev)
+            return
         if not self._usable():
             return
         tev = self._tool_event("double", ev)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.tools.base import IGNORE, Context, Drag, Tool, ToolEvent
+from app.tools.base import IGNORE, Context, Drag, Tool, ToolEvent, lasso_drag
+from app.tools.shapes import PickerTool
 
 
 def _brush_drag(ctx: Context, ev: ToolEvent, label: int, preserve: bool) -> Drag:
@@ -49,25 +50,6 @@ class EraserTool(Tool):
 
     def press(self, ctx: Context, ev: ToolEvent) -> Drag | None:
         return _brush_drag(ctx, ev, IGNORE, False)
-
-
-def lasso_drag(ctx: Context, ev: ToolEvent, done) -> Drag:
-    """Collect a freehand outline (shown as a preview) and call ``done(points)`` on release."""
-    points = [ev.point]
-    ctx.preview(points)
-    try:
-        while True:
-            ev = yield
-            if ev.kind != "move":
-                break
-            last = points[-1]
-            if abs(ev.y - last[0]) + abs(ev.x - last[1]) >= 1.0:
-                points.append(ev.point)
-                ctx.preview(points)
-    finally:
-        ctx.preview(None)
-    if len(points) >= 3:
-        done(points)
 
 
 class AcceptTool(Tool):
@@ -120,6 +102,3 @@ def _accept_polygon(mask, pred, points, preserve: bool) -> None:
     fp = mask.polygon_footprint(points)
     if fp is not None:
         mask.accept_prediction(pred, fp, preserve)
-
-
-from app.tools.shapes import PickerTool  # noqa: E402  (the brush's Alt+click)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.tools.base import IGNORE, Context, Drag, Tool, ToolEvent
+from app.tools.base import IGNORE, Context, Drag, Tool, ToolEvent, lasso_drag
 
 
 def _inside(ctx: Context, ev: ToolEvent) -> tuple[int, int] | None:
@@ -37,8 +37,6 @@ class LassoTool(Tool):
     tip = "Drag an outline; its inside gets the chosen class"
 
     def press(self, ctx: Context, ev: ToolEvent) -> Drag | None:
-        from app.tools.paint import lasso_drag
-
         mask, s = ctx.mask, ctx.settings
         return lasso_drag(ctx, ev, lambda pts: mask.polygon(pts, s.label, s.preserve))
 
@@ -48,6 +46,7 @@ class PolygonTool(Tool):
 
     name = "polygon"
     short = "Polygon"
+    wants_double_click = True
     title = "&Polygon Fill"
     shortcut = "P"
     tip = "Click corners; double-click or Enter fills the polygon with the chosen class; Esc cancels"

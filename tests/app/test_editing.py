@@ -300,6 +300,8 @@ def test_history_survives_switching_images_and_autosave_writes(qtbot, window, ti
     assert second is not first and second.undo_count == 1
     window.controller.step_image(-1)
     qtbot.waitUntil(lambda: ed.name == "scene_0000" and ed.mask is first, timeout=10000)
+    qtbot.waitUntil(lambda: window.controller.image.path.stem == "scene_0000", timeout=10000)
+    assert np.shares_memory(window.seg.mask_layer.image, first.data)  # shown again, with its history
     # leaving scene_0001 saved it
     qtbot.waitUntil(lambda: (project / "masks" / "scene_0001.png").exists(), timeout=10000)
     with qtbot.waitSignal(ed.saved, timeout=10000, check_params_cb=lambda name: name == "scene_0000"):
@@ -429,3 +431,40 @@ def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, pro
     window.image_list.sort_box.setChecked(True)
     assert window.image_list.order[0] == int(np.argmax(scores))
     assert window.image_list.current_index() == 0  # the shown image stays selected
+
+
+def test_new_project_from_a_plain_folder_then_polygon_by_clicks_and_enter(qtbot, window, tiny_ckpt, scenes, tmp_path):
+    plain = tmp_path / "photos"
+    plain.mkdir()
+    for name in ("scene_0000.png", "scene_0001.png"):
+        shutil.copy(scenes / "images" / name, plain / name)
+    window.ask = lambda *a: B.Discard
+    window.open_model(tiny_ckpt)
+    window.open_folder(plain)
+    ed = window.editor
+    qtbot.waitUntil(lambda: window.controller.image is not None and window.controller.loaded is not None,
+                    timeout=20000)
+    assert ed.mask is None and "not a project" in ed.reason
+    window.act_tools["polygon"].trigger()
+    mouse_drag(window, [(5, 5)])
+    assert "cannot be edited" in window.info.text()
+    root = tmp_path / "new-project"
+    ed.create_project(root, window.controller.current_classes(), [e.path for e in window.controller.folder.entries])
+    qtbot.waitUntil(lambda: (ed.project is not None and ed.mask is not None) or bool(window.last_error), timeout=20000)
+    assert not window.last_error
+    assert sorted(ed.project.names()) == ["scene_0000", "scene_0001"] and window.controller.folder.is_project
+    # a polygon: three clicks on the canvas, Enter fills it (Enter goes to the tool, not to a shortcut)
+    window.tool_settings.label = 7
+    for x, y in ((10, 10), (60, 10), (60, 50)):
+        mouse_drag(window, [(x, y)])
+    assert window.canvas_tools.tool.busy and window.canvas_tools.path.points
+    window.seg.canvas.setFocus()
+    qtbot.keyClick(window.seg.canvas, Qt.Key.Key_Return)
+    expected = core.LabelMask.empty(ed.mask.shape, ed.mask.num_classes)
+    expected.polygon([(10, 10), (10, 60), (50, 60)], 7)
+    np.testing.assert_array_equal(ed.mask.data, expected.data)
+    assert not window.canvas_tools.tool.busy and not window.canvas_tools.path.points
+    # Esc drops a polygon in progress without cancelling anything else
+    mouse_drag(window, [(5, 70)])
+    qtbot.keyClick(window.seg.canvas, Qt.Key.Key_Escape)
+    assert not window.canvas_tools.tool.busy and ed.mask.undo_count == 1

@@ -106,10 +106,12 @@ def test_cancel_keeps_the_previous_model(qtbot, window, tiny_ckpt, corrected):
                                                     freeze_backbone=False, cache_features=False))
     with qtbot.waitSignal(rt.progress, timeout=60000):
         window.act_retrain.trigger()
+    task = rt.task
     t0 = time.perf_counter()
-    with qtbot.waitSignal(rt.cancelled, timeout=5000):
+    with qtbot.waitSignal(rt.cancelled, timeout=2000):
         window.act_cancel_retrain.trigger()
-    assert time.perf_counter() - t0 < 2.0
+    qtbot.waitUntil(lambda: task.is_finished, timeout=2000)  # the worker stopped too
+    assert time.perf_counter() - t0 < 2.0 and not rt.running
     assert c.loaded is loaded and same_weights(state_of(c.loaded.model), before)
     assert window.editor.project.checkpoints() == []
     assert "Cancelled" in window.retrain_panel.status.text() and window.act_retrain.isEnabled()
