@@ -123,7 +123,8 @@ class Predictor:
 
     def predict_steps(self, image: np.ndarray, *, internals: bool = False, disabled_levels: Sequence[int] = (),
                       cancel: CancelFlag = None) -> Generator[float, None, Prediction]:
-        """Yield the fraction done (0..1] after every window; return the :class:`Prediction`.
+        """Yield the fraction done (0..1] after every window (and, for a single-pass prediction,
+        after every backbone stage too); return the :class:`Prediction`.
 
         ``cancel`` (a callable returning True, or a ``threading.Event``) is checked before every
         window; when set, :class:`core.errors.Cancelled` is raised."""
@@ -150,7 +151,16 @@ class Predictor:
                 pacc: dict[str, Tensor | None] = {}
                 for win in p.windows:
                     _check_cancel(cancel)
-                    out = self._forward_window(xs, win, pacc, len(p.windows) > 1, internals, disabled)
+                    steps = self._forward_window(xs, win, pacc, len(p.windows) > 1, internals, disabled)
+                    while True:  # a single pass also reports (and checks cancel) per backbone stage
+                        try:
+                            stage = next(steps)
+                        except StopIteration as stop:
+                            out = stop.value
+                            break
+                        if total == 1:
+                            yield stage
+                            _check_cancel(cancel)
                     if internals:
                         inner = _internals_to_cpu(out.internals)
                     del out
@@ -236,14 +246,32 @@ class Predictor:
             x = F.pad(x, (left, right, top, bottom), value=0.0)  # zero after normalisation == the mean
         return x
 
-    @torch.inference_mode()
     def _forward_window(self, xs: Tensor, win: tuple[int, int, int, int], pacc: dict, windowed: bool,
-                        internals: bool, disabled: tuple[int, ...]) -> PSPNetOutput:
-        """Run one window; its softmax goes into ``pacc`` (summed, with a count, when ``windowed``).
-        A single window is kept as it is: no accumulator the size of the image is allocated."""
+                        internals: bool, disabled: tuple[int, ...]) -> Generator[float, None, PSPNetOutput]:
+        """Run one window stage by stage (yielding the fraction of the window done after each
+        backbone stage; no torch work runs across a yield); its softmax goes into ``pacc``
+        (summed, with a count, when ``windowed``). A single window is kept as it is: no
+        accumulator the size of the image is allocated."""
         y0, y1, x0, x1 = win
-        with self._autocast():
-            out = self.model(xs[..., y0:y1, x0:x1], internals=internals, disabled_levels=disabled)
+        xw = xs[..., y0:y1, x0:x1]
+        backbone = self.model.backbone
+        stages = (backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+        feats = []
+        t = xw
+        for i, stage in enumerate(stages):
+            with torch.inference_mode(), self._autocast():
+                t = stage(t)
+            feats.append(t)
+            yield (i + 1) / (len(stages) + 1)
+        with torch.inference_mode(), self._autocast():
+            out = self.model.forward_heads(feats[3], feats[4], xw.shape[-2:], internals=internals,
+                                           disabled_levels=disabled)
+            self._accumulate(out, xs, win, pacc, windowed)
+        return out
+
+    def _accumulate(self, out: PSPNetOutput, xs: Tensor, win: tuple[int, int, int, int], pacc: dict,
+                    windowed: bool) -> None:
+        y0, y1, x0, x1 = win
         for key, logits in (("main", out.main), ("aux", out.aux)):
             if logits is None:
                 continue
@@ -258,7 +286,6 @@ class Predictor:
             if "count" not in pacc:
                 pacc["count"] = torch.zeros(1, *xs.shape[-2:], device=xs.device)
             pacc["count"][:, y0:y1, x0:x1] += 1
-        return out
 
     @torch.inference_mode()
     def _add_pass(self, acc: dict, pacc: dict, p: _Pass, size: tuple[int, int]) -> None:

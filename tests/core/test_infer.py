@@ -85,7 +85,7 @@ def test_sliding_window_on_an_image_of_the_crop_size_equals_single_scale(model):
     windowed = Predictor(model, crop=32).predict(img, progress=steps.append)
     whole = Predictor(model).predict(img)
     np.testing.assert_array_equal(windowed.probs, whole.probs)
-    assert steps == [1.0]
+    assert steps == [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0]  # one window: a step per backbone stage
 
 
 def test_sliding_window_pads_with_the_mean_and_averages_overlaps(model):
@@ -254,3 +254,29 @@ def test_cuda_autocast_matches_cpu():
     assert gpu.internals.layer4.device.type == "cpu" and gpu.internals.layer4.dtype == torch.float32
     assert np.abs(gpu.probs - cpu.probs).max() < 0.05  # bf16 / fp16 autocast
     assert (gpu.labels == cpu.labels).mean() > 0.95
+
+
+def test_a_single_pass_reports_progress_per_backbone_stage_and_can_be_cancelled_inside(model):
+    steps = Predictor(model).predict_steps(image(64, 48))
+    fractions = []
+    try:
+        while True:
+            fractions.append(next(steps))
+    except StopIteration as stop:
+        pred = stop.value
+    assert len(fractions) == 6  # after the stem and layer1..4, then the window done
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 1 and fractions[-1] == 1.0
+    assert np.array_equal(pred.labels, Predictor(model).predict(image(64, 48)).labels)
+
+    calls = {"n": 0}
+
+    def cancel_after_two_checks() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    steps = Predictor(model).predict_steps(image(64, 48), cancel=cancel_after_two_checks)
+    seen = []
+    with pytest.raises(Cancelled):
+        for f in steps:
+            seen.append(f)
+    assert 0 < len(seen) < 6  # stopped in the middle of the backbone, not after the window
