@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from core.classes import ClassTable
 from core.config import ModelConfig
-from core.data.synthetic import SYNTHETIC_CLASSES, generate_scene, scene_seed
+from core.data.synthetic import generate_scene, scene_seed
 from core.model import PSPNet
 from core.training import TrainConfig, train
 
@@ -27,7 +28,8 @@ from core.training import TrainConfig, train
 class Scenes:
     def __init__(self, n: int, size: int):
         self.items = [generate_scene(scene_seed(0, i), (size, size)) for i in range(n)]
-        self.classes = SYNTHETIC_CLASSES
+        # the scenes' ids (0..9) under an ADE20K-sized table: the model has 150 classes, as in real use
+        self.classes = ClassTable.default(150)
 
     def __len__(self) -> int:
         return len(self.items)
