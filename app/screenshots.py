@@ -18,7 +18,8 @@ from pathlib import Path
 SHOTS = {"overlay": ("scene_0010.png", 0), "pyramid": ("scene_0000.png", 1), "heads": ("scene_0007.png", 2)}
 
 
-def _wait(signal, timeout_s: float = 600) -> tuple:
+def wait_for_signal(signal, timeout_s: float = 600) -> tuple:
+    """Run a local event loop until ``signal`` fires (its arguments) or ``timeout_s`` passes."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     got: list = []
@@ -79,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     launcher = DemoLauncher(c, bundled=Path(model))
     w.demo = launcher
     launcher.start(with_model=False)
-    _wait(c.folderChanged)
+    wait_for_signal(c.folderChanged)
     w.open_model(model)
-    _wait(c.modelChanged)
+    wait_for_signal(c.modelChanged)
     root = launcher.project_dir / "images"
     off = tuple(int(b) for b in args.levels_off.split(",") if b.strip())
     wanted = {n.strip() for n in args.shots.split(",") if n.strip()}
@@ -92,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         w.tabs.setCurrentIndex(tab)
         if c.image is None or c.image.path.name != image:
             c.open_image(root / image)
-            _wait(c.outcomeReady)
+            wait_for_signal(c.outcomeReady)
         if name == "pyramid":
             if c.pyramid is None:
-                _wait(c.pyramidReady)
+                wait_for_signal(c.pyramidReady)
             if off:
                 c.set_disabled_levels(off)
-                _wait(c.outcomeReady)
+                wait_for_signal(c.outcomeReady)
         _settle(c)
         path = out / f"{name}.png"
         if not w.save_screenshot(path):
@@ -195,8 +196,8 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     w.retrain_panel.set_options(RetrainOptions(steps=steps, lr=0.01, batch=8, freeze_backbone=True,
                                                cache_features=True))
     w.act_retrain.trigger()
-    _wait(w.retrainer.finished)
-    _wait(w.retrainer.comparisonReady)
+    wait_for_signal(w.retrainer.finished)
+    wait_for_signal(w.retrainer.comparisonReady)
     _settle(c)
     w.seg.set_opacity(0.35)
     return w.save_screenshot(path)

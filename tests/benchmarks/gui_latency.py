@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402
+from app.screenshots import wait_for_signal  # noqa: E402
 
 
 def make_image(path: Path, h: int, w: int) -> None:
@@ -82,23 +83,6 @@ class Heartbeat:
         return max(self.gaps) if self.gaps else float("nan")
 
 
-def wait_for(signal, timeout_s: float):
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    got = []
-    loop = QEventLoop()
-
-    def done(*args):
-        got.append(args)
-        loop.quit()
-
-    signal.connect(done)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    loop.exec()
-    signal.disconnect(done)
-    if not got:
-        raise TimeoutError(f"nothing after {timeout_s} s")
-    return got[0]
 
 
 def loaded_model(depth: int, classes: int):
@@ -148,9 +132,9 @@ def main() -> int:
         beat.start()
         t0 = time.perf_counter()
         c.open_image(big)
-        wait_for(c.imageChanged, 60)
+        wait_for_signal(c.imageChanged, 60)
         t_photo = time.perf_counter() - t0
-        wait_for(c.outcomeReady, 3600)
+        wait_for_signal(c.outcomeReady, 3600)
         t_overlay = time.perf_counter() - t0
         stall = beat.stop()
         print(f"open {bw}x{bh} -> photo shown: {1000 * t_photo:.0f} ms; -> first overlay: {t_overlay:.1f} s "
@@ -187,7 +171,7 @@ def main() -> int:
     small = tmp / f"small_{s}.png"
     make_image(small, s, s)
     c.open_image(small)
-    wait_for(c.outcomeReady, 600)
+    wait_for_signal(c.outcomeReady, 600)
     print(f"{s}x{s} full prediction: {c.outcome.seconds:.2f} s")
     bins = c.bins
     # the first switch also computes the per-level head convolutions (the pyramid view does that
@@ -196,7 +180,7 @@ def main() -> int:
         beat.start()
         t0 = time.perf_counter()
         c.set_level_enabled(b, False)
-        (o,) = wait_for(c.outcomeReady, 600)
+        (o,) = wait_for_signal(c.outcomeReady, 600)
         total = time.perf_counter() - t0
         stall = beat.stop()
         print(f"switch {k}: level {b} off -> new prediction shown: {1000 * total:.0f} ms (heads re-run {1000 * o.seconds:.0f} ms), "
