@@ -175,6 +175,11 @@ def fit_pad(image: np.ndarray, mask: np.ndarray, crop: int, mean: Sequence[float
     return img, out
 
 
+class Interrupted(Exception):
+    """Raised inside a phase that runs before or between steps (feature caching, validation) when
+    the run is cancelled; the training loop turns it into a cancelled result."""
+
+
 class FeatureCache:
     """layer3 / layer4 of each training image (fit_pad'ed, un-augmented), computed once."""
 
@@ -185,13 +190,17 @@ class FeatureCache:
     @classmethod
     @torch.no_grad()
     def build(cls, model: torch.nn.Module, dataset: Any, indices: Sequence[int], crop: int, device: torch.device,
-              autocast: Callable[[], Any], seed: int, memory_format: torch.memory_format) -> "FeatureCache":
+              autocast: Callable[[], Any], seed: int, memory_format: torch.memory_format,
+              stop: Callable[[], bool] = lambda: False) -> "FeatureCache":
+        """Run the frozen backbone once per image; ``stop()`` is asked before each (raises Interrupted)."""
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         was_training = model.backbone.training
         model.backbone.eval()
         l3, l4, masks = [], [], []
         try:
             for i in indices:
+                if stop():
+                    raise Interrupted
                 image, mask = fit_pad(*dataset[i], crop, model.cfg.mean)
                 x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
                 x = model.normalize(x).contiguous(memory_format=memory_format)

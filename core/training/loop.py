@@ -25,7 +25,8 @@ from torch import nn
 from core.errors import TrainingError
 from core.loss import IGNORE_INDEX, pspnet_loss
 from core.training import dist as D
-from core.training.data import AugmentedSamples, Batch, FeatureCache, augmented_batches, epoch_of, torch_seed
+from core.training.data import (AugmentedSamples, Batch, FeatureCache, Interrupted, augmented_batches, epoch_of,
+                                 torch_seed)
 from core.training.schedule import poly_lr
 from core.training.state import load_state, save_state, set_rng_state
 from core.training.types import TrainConfig, TrainProgress, TrainResult
@@ -186,7 +187,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.cache_features:
             cache = FeatureCache.build(self.model, self.train_set, self.train_indices, cfg.crop, self.device,
-                                       self._autocast, cfg.seed, self.memory_format)
+                                       self._autocast, cfg.seed, self.memory_format, self._stop_now)
             return cache.batches(self.start, cfg.steps, cfg.batch, self.info)
         augment = self.augment
         if augment is None:
@@ -310,6 +311,11 @@ class Trainer:
             self._note(text)
             self.pending.append(text)
 
+    def _stop_now(self) -> bool:
+        """Cancel inside a phase between steps (caching, validation). Under torchrun the ranks must
+        stop together, so there cancel waits for the next step boundary."""
+        return not self.info.distributed and _is_cancelled(self.cancel)
+
     # ----------------------------------------------------------------- validation, saving
     def validate(self):
         from core.metrics import ConfusionMatrix
@@ -324,6 +330,8 @@ class Trainer:
         try:
             with torch.inference_mode(), self._autocast():
                 for i in range(self.info.rank, n, self.info.world_size):
+                    if self._stop_now():
+                        raise Interrupted
                     image, mask = self.val_set[i]
                     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
                     out = model(model.normalize(x).contiguous(memory_format=self.memory_format))
@@ -375,48 +383,51 @@ class Trainer:
         try:
             self._setup()
             done = self.start
-            batches = self._batches()
-            for step in range(self.start, cfg.steps):
-                if D.any_rank(_is_cancelled(self.cancel), info, self.device):
-                    cancelled = True
-                    break
-                t0 = time.perf_counter()
-                batch = next(batches)
-                self._check_labels(batch, step)
-                batch = batch.to(self.device, self.memory_format)
-                vals = self._guarded_step(step, batch).tolist()
-                done = step + 1
-                dt = time.perf_counter() - t0
-                times.append(dt)
-                rec = TrainProgress(
-                    step=done, steps=cfg.steps, epoch=epoch_of(step, cfg.batch, info, len(self.train_indices)),
-                    loss=vals[0], main_loss=vals[1], aux_loss=vals[2] if self.model.aux_head is not None
-                    and cfg.aux_weight else None, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.power),
-                    images_per_s=images_per_step / dt if dt > 0 else math.inf,
-                    eta_s=(sum(times) / len(times)) * (cfg.steps - done), message="; ".join(self.pending))
-                self.pending.clear()
-                history.append(rec)
-                if main:
-                    yield rec
-                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
-                    resume_state = self._save_state(done) or resume_state
-                if self.val_set is not None and cfg.val_every and done % cfg.val_every == 0:
+            try:
+                batches = self._batches()
+                for step in range(self.start, cfg.steps):
+                    if D.any_rank(_is_cancelled(self.cancel), info, self.device):
+                        cancelled = True
+                        break
+                    t0 = time.perf_counter()
+                    batch = next(batches)
+                    self._check_labels(batch, step)
+                    batch = batch.to(self.device, self.memory_format)
+                    vals = self._guarded_step(step, batch).tolist()
+                    done = step + 1
+                    dt = time.perf_counter() - t0
+                    times.append(dt)
+                    rec = TrainProgress(
+                        step=done, steps=cfg.steps, epoch=epoch_of(step, cfg.batch, info, len(self.train_indices)),
+                        loss=vals[0], main_loss=vals[1], aux_loss=vals[2] if self.model.aux_head is not None
+                        and cfg.aux_weight else None, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.power),
+                        images_per_s=images_per_step / dt if dt > 0 else math.inf,
+                        eta_s=(sum(times) / len(times)) * (cfg.steps - done), message="; ".join(self.pending))
+                    self.pending.clear()
+                    history.append(rec)
+                    if main:
+                        yield rec
+                    if cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                        resume_state = self._save_state(done) or resume_state
+                    if self.val_set is not None and cfg.val_every and done % cfg.val_every == 0:
+                        metrics = self.validate()
+                        last_val_step = done
+                        val_rec = TrainProgress(**{**rec.__dict__, "val": metrics,
+                                                   "message": f"validation: mIoU {metrics.miou:.4f}"})
+                        history.append(val_rec)
+                        if main:
+                            yield val_rec
+                if not cancelled and self.val_set is not None and last_val_step != done:
                     metrics = self.validate()
-                    last_val_step = done
-                    val_rec = TrainProgress(**{**rec.__dict__, "val": metrics,
-                                               "message": f"validation: mIoU {metrics.miou:.4f}"})
+                    val_rec = TrainProgress(**{**(history[-1].__dict__ if history else _empty(done, cfg).__dict__),
+                                               "val": metrics, "message": f"validation: mIoU {metrics.miou:.4f}"})
                     history.append(val_rec)
                     if main:
                         yield val_rec
+            except Interrupted:  # cancelled while caching features or validating
+                cancelled = True
             if cancelled:
                 resume_state = self._save_state(done) or resume_state
-            elif self.val_set is not None and last_val_step != done:
-                metrics = self.validate()
-                val_rec = TrainProgress(**{**(history[-1].__dict__ if history else _empty(done, cfg).__dict__),
-                                           "val": metrics, "message": f"validation: mIoU {metrics.miou:.4f}"})
-                history.append(val_rec)
-                if main:
-                    yield val_rec
             D.broadcast_buffers(self.model, info)
         finally:  # also when training fails or the consumer closes the generator early
             close = getattr(batches, "close", None)

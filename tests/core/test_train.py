@@ -208,6 +208,37 @@ def test_cancel_keeps_the_last_completed_step(scenes):
     assert any("amp bf16 ignored" in n for n in res.notes) and any("channels_last ignored" in n for n in res.notes)
 
 
+class CountingScenes(Scenes):
+    """Counts image reads and sets ``flag`` at read number ``at``."""
+
+    def __init__(self, base: Scenes, flag: threading.Event, at: int):
+        self.__dict__.update(base.__dict__)
+        self.flag, self.at, self.reads = flag, at, 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads == self.at:
+            self.flag.set()
+        return super().__getitem__(i)
+
+
+def test_cancel_while_caching_features_or_validating_stops_inside_that_phase(scenes):
+    # caching features: cancel at the 2nd of 6 images -> the 3rd is never read, no step is taken
+    flag = threading.Event()
+    data = CountingScenes(scenes, flag, at=2)
+    model = tiny_model()
+    before = state(model)
+    recs, res = run(train(model, data, cfg=cfg(steps=3, freeze_backbone=True, cache_features=True), cancel=flag))
+    assert res.cancelled and res.steps_done == 0 and recs == [] and data.reads == 2
+    assert_same_state(before, state(model))
+    # validation after step 2 (val_every=2): cancel at the 2nd held-out image -> the rest are skipped
+    flag = threading.Event()
+    val = CountingScenes(Scenes(5, seed=9), flag, at=2)
+    recs, res = run(train(tiny_model(), scenes, val, cfg=cfg(steps=4, val_every=2), cancel=flag))
+    assert res.cancelled and res.steps_done == 2 and val.reads == 2
+    assert [r.step for r in recs] == [1, 2] and all(r.val is None for r in recs) and res.metrics is None
+
+
 def test_resume_refuses_another_architecture_and_non_states(scenes, tmp_path):
     run(train(tiny_model(), scenes, cfg=cfg(steps=1, checkpoint_every=1, checkpoint_dir=str(tmp_path))))
     other = tiny_model(head_channels=8)
