@@ -28,6 +28,7 @@ from torch import Tensor
 
 from core.classes import ClassTable
 from core.errors import Cancelled
+from core.generators import run_to_end
 from core.model.ppm import Fill, PyramidLevel
 from core.model.pspnet import Internals, PSPNet, PSPNetOutput
 
@@ -113,13 +114,7 @@ class Predictor:
     def predict(self, image: np.ndarray, *, internals: bool = False, disabled_levels: Sequence[int] = (),
                 cancel: CancelFlag = None, progress: Callable[[float], None] | None = None) -> Prediction:
         steps = self.predict_steps(image, internals=internals, disabled_levels=disabled_levels, cancel=cancel)
-        while True:
-            try:
-                fraction = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(fraction)
+        return run_to_end(steps, progress)
 
     def predict_steps(self, image: np.ndarray, *, internals: bool = False, disabled_levels: Sequence[int] = (),
                       cancel: CancelFlag = None) -> Generator[float, None, Prediction]:

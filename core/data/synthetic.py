@@ -1,20 +1,23 @@
 """Synthetic scenes in which context decides the class (the paper's Fig. 2 cases), deterministic per seed.
 
-Sky above a horizon; below it one or two ground regions split by a slanted line. On them stand
-objects whose *appearance does not tell their class* (identical texture and shape distribution):
+Sky above a horizon; below it one ground region, or two split by a slanted line. On them stand
+objects whose *appearance does not tell their class* (identical texture and shape distribution),
+and the context that decides comes at three scales:
 
 * a **vehicle** is a *boat* in a harbour (water with quays) and a *car* in a street (road with
   puddles) -- the "mismatched relationship" case. Ground scenes (a high horizon) carry one large
-  vehicle per harbour or street; right around it lies water or road by a coin flip (moored at a
-  quay, driving through a puddle, or not), and a harbour often lies beside a street, so neither
-  the nearest ground nor "is there water anywhere" (global pooling alone) settles it;
+  vehicle per harbour or street, wider than the network's effective receptive field, and right
+  around it lies water or road by a coin flip (moored at a quay, driving through a puddle, or
+  not), so the nearest ground does not decide. In three ground scenes of four the harbour or
+  street is the whole scene (the *global* context decides: global pooling suffices); in the
+  fourth a harbour lies beside a street and only the *region* around each vehicle decides;
 * a **facade** (a window grid) standing on the horizon of a skyline scene is a *skyscraper* in a
   city district (mostly road, with lawns) and a *building* in a country district (mostly grass,
   with paved patches) -- the "confusion categories" case. What lies at a facade's own foot is a
-  coin flip (its plot is paved or a lawn), its top is far from the ground, and a city usually
-  stands beside a countryside: only the district around it, a region-sized context, decides;
+  coin flip (its plot is paved or a lawn) and its top is far from the ground. Half the skylines
+  are one district (global context), half a city beside a countryside (regional context);
 * a small **marker** (a yellow disc) is a *buoy* on water and a *cone* on a road -- small things
-  found only through their surroundings.
+  found only through their own (*local*) surroundings, which may be a quay, a puddle or a pond.
 
 Background classes (sky, water, road, grass) have locally distinct textures. How far the
 deciding context lies from an object's pixels scales with the scene size; at 128x128 a dilated
@@ -128,7 +131,7 @@ class _Layout:
         # skylines: a city (ROAD) district beside a country (GRASS) one, mostly; ground scenes: water beside road
         pairs = [(ROAD, GRASS)] if skyline else [(WATER, ROAD)] * 4 + [(WATER, GRASS), (ROAD, GRASS)]
         singles = (ROAD, GRASS) if skyline else (WATER, ROAD)
-        if rng.random() < 0.3:
+        if rng.random() < (0.5 if skyline else 0.75):
             self.regions = [_Region(int(rng.choice(singles)), "all")]
         else:
             pair = list(pairs[int(rng.integers(len(pairs)))])
@@ -163,12 +166,12 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
     """One scene: (HxWx3 uint8 RGB image, HxW uint8 mask of SYNTHETIC_CLASSES ids). Same seed and
     size -> identical arrays.
 
-    Half the scenes are *ground scenes*: a high horizon and a large vehicle in each harbour (water
-    with quays) or street (road with puddles), a boat or a car whatever lies right around it.
-    Half are *skylines*: a low horizon, tall facades, and below them a city district (mostly
-    road, with lawns) and/or a country district (mostly grass, with paved patches); a facade is a
-    skyscraper in the city and a building in the country, whatever its own plot is. Only the
-    district as a whole decides; the small markers alone take the class of their surroundings."""
+    Half the scenes are *ground scenes*: a high horizon, a harbour (water with quays) or a street
+    (road with puddles) or one beside the other, a large vehicle in each -- a boat or a car
+    whatever lies right around it -- and small markers that take the class of the ground right
+    around them. Half are *skylines*: a low horizon, tall facades, and below them a city district
+    (mostly road, with lawns) or a country district (mostly grass, with paved patches) or both; a
+    facade is a skyscraper in the city and a building in the country, whatever its own plot is."""
     h, w = (int(v) for v in size)
     if h < 32 or w < 32:
         raise ValueError(f"synthetic scenes need at least 32x32 pixels, not {h}x{w}")
@@ -195,6 +198,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
                 pad, depth = max(1, int(0.05 * w)), max(2, int(rng.uniform(0.08, 0.12) * h))
                 plot[horizon:horizon + depth, max(cols[0] - pad, 0):cols[-1] + pad + 1] = True
                 lay.ground[plot & inside] = ROAD if rng.random() < 0.5 else GRASS
+            _pond(rng, lay, inside)
         elif region.kind in _VEHICLE:
             # a harbour (water with quays) or a street (road with puddles)
             _sprinkle(rng, lay, inside, ROAD if region.kind == WATER else WATER, coverage=0.2)
@@ -206,7 +210,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (128, 128)) -> tuple[np.nd
                 berth = cv2.dilate(m.astype(np.uint8), kernel).astype(bool) & inside & ~m
                 lay.ground[berth] = WATER if rng.random() < 0.5 else ROAD  # at a quay or in a puddle, or not
                 occupied |= cv2.dilate((berth | m).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    for _ in range(int(rng.integers(2, 6))):  # small markers: their own surroundings decide
+    for _ in range(int(rng.integers(3, 7))):  # small markers: their own surroundings decide
         m = _marker_mask(rng, lay, margin, occupied)
         if m is None:
             break
@@ -247,6 +251,21 @@ def _sprinkle(rng: np.random.Generator, lay: _Layout, inside: np.ndarray, kind: 
         lay.ground[blob.astype(bool) & inside] = kind
 
 
+def _pond(rng: np.random.Generator, lay: _Layout, inside: np.ndarray) -> None:
+    """A pond in a skyline district, below the facades' plots: somewhere for buoys to float."""
+    h, w = lay.h, lay.w
+    top = lay.horizon + int(0.13 * h)
+    rows = np.flatnonzero(inside[top:].any(1))
+    if rng.random() < 0.3 or len(rows) == 0:
+        return
+    axes = (max(3, int(rng.uniform(0.12, 0.16) * w)), max(3, int(rng.uniform(0.09, 0.11) * h)))
+    ys, xs = np.nonzero(inside[top:])
+    i = int(rng.integers(len(ys)))
+    blob = np.zeros((h, w), np.uint8)
+    cv2.ellipse(blob, (int(xs[i]), top + int(ys[i])), axes, 0, 0, 360, 1, thickness=-1)
+    lay.ground[blob.astype(bool) & inside] = WATER
+
+
 def _facade_mask(rng: np.random.Generator, lay: _Layout, region: _Region, tall: tuple[float, float], margin: int,
                  occupied: np.ndarray) -> np.ndarray | None:
     """A facade standing on the horizon above ``region`` (its foot fully on that region)."""
@@ -269,11 +288,11 @@ def _vehicle_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margi
     """A large rounded vehicle well inside ``region``: most of its pixels are far from its surroundings."""
     h, w, horizon = lay.h, lay.w, lay.horizon
     gh = h - horizon - 2 * margin
-    vh = int(rng.uniform(0.5, 0.7) * gh)
+    vh = int(rng.uniform(0.6, 0.8) * gh)
     vy = horizon + margin + int(rng.integers(0, gh - vh + 1))
     x0, x1 = lay.columns(region.side, vy, vy + vh)
     x0, x1 = max(x0 + margin, margin), min(x1 - margin, w - margin)
-    vw = int(rng.uniform(0.6, 0.9) * (x1 - x0))
+    vw = int(rng.uniform(0.75, 0.95) * (x1 - x0))
     if vw < 8 or vh < 6:
         return None
     vx = x0 + int(rng.integers(0, x1 - x0 - vw + 1))
@@ -283,7 +302,7 @@ def _vehicle_mask(rng: np.random.Generator, lay: _Layout, region: _Region, margi
 def _marker_mask(rng: np.random.Generator, lay: _Layout, margin: int, occupied: np.ndarray) -> np.ndarray | None:
     """A small disc on water or road (either, evenly), with only that ground and no object around it."""
     h, w, horizon = lay.h, lay.w, lay.horizon
-    r = max(2, int(round(rng.uniform(0.045, 0.065) * min(h, w))))
+    r = max(2, int(round(rng.uniform(0.05, 0.07) * min(h, w))))
     inside = np.zeros((h, w), np.uint8)
     inside[horizon + margin:h - margin, margin:w - margin] = 1
     box = np.ones((2 * r + 7, 2 * r + 7), np.uint8)  # the disc and 3 pixels around it

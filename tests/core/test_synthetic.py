@@ -121,6 +121,34 @@ def test_the_district_not_the_foot_decides_facades(scenes):
         assert 0.3 < np.mean(foot[cls]) < 0.7, (SYNTHETIC_CLASSES.names[cls], np.mean(foot[cls]))
 
 
+def test_context_comes_at_global_and_regional_scales(scenes):
+    """In most scenes the ground of the whole scene decides every look-alike in it (global pooling
+    suffices); in the rest two districts disagree and only the region around an object decides."""
+    global_ok, global_n, regional = 0, 0, 0
+    for _, mask in scenes:
+        for pair, grounds in (((BOAT, CAR), (WATER, ROAD)), ((BUILDING, SKYSCRAPER), (GRASS, ROAD))):
+            present = [c for c in pair if (mask == c).any()]
+            if not present:
+                continue
+            if len(present) == 2:
+                regional += 1
+                continue
+            share = [(mask == g).sum() for g in grounds]
+            global_ok += present[0] == pair[int(np.argmax(share))]
+            global_n += 1
+    assert global_ok >= 0.9 * global_n and global_n > regional > 15, (global_ok, global_n, regional)
+
+
+def test_markers_of_both_kinds_in_both_kinds_of_scene(scenes):
+    counts = np.zeros((2, 2), int)  # (ground scene, skyline) x (buoy, cone)
+    for _, mask in scenes:
+        skyline = bool(np.isin(mask, [BUILDING, SKYSCRAPER]).any() or (mask == GRASS).mean() > 0.1)
+        for k, cls in enumerate((BUOY, CONE)):
+            counts[int(skyline), k] += len(_instances(mask, cls))
+    assert (counts >= 5).all(), counts
+    assert 1 / 4 < counts[:, 0].sum() / counts[:, 1].sum() < 4, counts
+
+
 def test_scenes_have_sky_on_top_and_ground_below(scenes):
     for _, mask in scenes:
         assert (mask[0] == SKY).all()
