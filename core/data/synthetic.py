@@ -255,11 +255,10 @@ def _pond(rng: np.random.Generator, lay: _Layout, inside: np.ndarray) -> None:
     """A pond in a skyline district, below the facades' plots: somewhere for buoys to float."""
     h, w = lay.h, lay.w
     top = lay.horizon + int(0.13 * h)
-    rows = np.flatnonzero(inside[top:].any(1))
-    if rng.random() < 0.3 or len(rows) == 0:
+    ys, xs = np.nonzero(inside[top:])
+    if rng.random() < 0.3 or len(ys) == 0:
         return
     axes = (max(3, int(rng.uniform(0.12, 0.16) * w)), max(3, int(rng.uniform(0.09, 0.11) * h)))
-    ys, xs = np.nonzero(inside[top:])
     i = int(rng.integers(len(ys)))
     blob = np.zeros((h, w), np.uint8)
     cv2.ellipse(blob, (int(xs[i]), top + int(ys[i])), axes, 0, 0, 360, 1, thickness=-1)
