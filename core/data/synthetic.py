@@ -20,8 +20,8 @@ and the context that decides comes at three scales:
   found only through their own (*local*) surroundings, which may be a quay, a puddle or a pond.
 
 Background classes (sky, water, road, grass) have locally distinct textures. How far the
-deciding context lies from an object's pixels scales with the scene size; at 128x128 a dilated
-ResNet-18 sees all of it (see tests/benchmarks/context_ablation.py).
+deciding context lies from an object's pixels scales with the scene size: at 128x128 a dilated
+ResNet-18 sees all of it, at 256x256 it needs the pyramid (see tests/benchmarks/context_ablation.py).
 """
 
 from __future__ import annotations

@@ -19,17 +19,19 @@ agree) and that the full pyramid beats the baseline on the context classes by at
 ``--min-gain`` IoU points. ``--json PATH`` (``-`` for stdout) writes everything as JSON. Run on
 demand, not in CI:
 
-    python tests/benchmarks/context_ablation.py               # ~7 min on 2 free CPU cores
+    python tests/benchmarks/context_ablation.py               # one seed, ~15 min on 2 free CPU cores
     python tests/benchmarks/context_ablation.py --quick       # a smoke run, ~2 min
     python tests/benchmarks/context_ablation.py --seeds 0 1 2 --json results.json
 
 Scale matters. A dilated ResNet-18 at output stride 8 has a theoretical receptive field of
-about +-190 pixels: on 128x128 scenes every pixel sees the whole image and, given 600 steps,
-the baseline learns the context as well as the pyramid does. The defaults therefore use
-192x192 scenes and a backbone with mmseg's dilation habit (first block of a dilated stage at
-half the dilation, BasicBlock's second conv undilated; ``--backbone semseg`` for the full
-dilation), which keeps the far context of the skyline scenes (a facade's district) out of easy
-reach, as on the paper's 473-pixel crops, and costs the same for every variant.
+about +-190 pixels, and what it effectively uses is far less. On 128x128 scenes every pixel sees
+the whole image and, given 600 steps, the baseline learns the context as well as the pyramid
+does; on 192x192 scenes the baseline still finds most vehicles (88-91 IoU) and the pyramid gains
+about 4 context IoU points. The defaults therefore use 256x256 scenes, where the deciding ground
+lies beyond what the baseline uses (as on the paper's 473-pixel crops), and a backbone with
+mmseg's dilation habit (first block of a dilated stage at half the dilation, BasicBlock's
+second conv undilated; ``--backbone semseg`` for the full dilation). Both cost the same for
+every variant.
 
 As in the paper, every variant starts from the same pre-trained backbone: a dilated FCN trained
 once (``--pretrain`` steps) on the training scenes with each look-alike pair merged into one
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--train", type=int, default=96, help="training scenes")
     p.add_argument("--val", type=int, default=128, help="held-out scenes")
-    p.add_argument("--size", type=int, default=192, help="scene size (square)")
+    p.add_argument("--size", type=int, default=256, help="scene size (square)")
     p.add_argument("--backbone", choices=list(BACKBONES), default="mmseg", help="dilation habit (see above)")
     p.add_argument("--width", type=int, default=8, help="ResNet-18 base width")
     p.add_argument("--pretrain", type=int, default=400, metavar="STEPS",
