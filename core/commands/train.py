@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from core.cli import command
 from core.commands._common import add_model_source, add_quiet, command_line, progress, say
+from core.generators import run_to_end
 
 # option dest -> ModelConfig field (options default to None = "not given")
 MODEL_OPTIONS = {
@@ -262,21 +263,20 @@ def drive(gen: Any, cancel: threading.Event, steps: int, *, quiet: bool, main: b
     ``cancel`` is the event the generator was made with: Ctrl-C sets it."""
     bar = progress(steps, "train", quiet=quiet or not main, unit="step")
     bar.bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+    def show(rec: Any) -> None:
+        bar.set_postfix_str(f"loss {rec.loss:.4f}, lr {rec.lr:.2e}, {rec.images_per_s:.1f} img/s, "
+                            f"eta {_fmt_eta(rec.eta_s)}", refresh=False)
+        bar.update(max(0, rec.step - bar.n))
+        if rec.message and rec.val is None and main:
+            say(f"step {rec.step}: {rec.message}", err=True)
+        if rec.val is not None and main and not quiet:
+            say(f"step {rec.step}: validation mIoU {100 * rec.val.miou:.2f} %, pixel accuracy "
+                f"{100 * rec.val.pixel_acc:.2f} %", err=True)
+
     try:
         with _ctrl_c_cancels(cancel, main):
-            while True:
-                try:
-                    rec = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                bar.set_postfix_str(f"loss {rec.loss:.4f}, lr {rec.lr:.2e}, {rec.images_per_s:.1f} img/s, "
-                                    f"eta {_fmt_eta(rec.eta_s)}", refresh=False)
-                bar.update(max(0, rec.step - bar.n))
-                if rec.message and rec.val is None and main:
-                    say(f"step {rec.step}: {rec.message}", err=True)
-                if rec.val is not None and main and not quiet:
-                    say(f"step {rec.step}: validation mIoU {100 * rec.val.miou:.2f} %, pixel accuracy "
-                        f"{100 * rec.val.pixel_acc:.2f} %", err=True)
+            return run_to_end(gen, show)
     finally:
         bar.close()
 
