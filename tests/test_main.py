@@ -95,6 +95,15 @@ def test_gui_problem_names_the_missing_library_for_the_chosen_platform():
     assert gui_problem({"PSPNET_STUDIO_NO_PLATFORM_CHECK": "1"}, gui_libraries=[FAKE], system="linux") is None
 
 
+def test_a_plugin_that_still_cannot_load_is_reported_with_the_loaders_words(monkeypatch, tmp_path):
+    broken = tmp_path / "libqxcb.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(pc, "XCB_LIBRARIES", (PRESENT,))  # every library of the table is there ...
+    monkeypatch.setattr(pc, "_xcb_plugin", lambda: broken)  # ... and yet the plugin does not load
+    lines = gui_problem({"DISPLAY": ":0"}, gui_libraries=[PRESENT], system="linux").splitlines()
+    assert lines[0].startswith(f"Qt's X11 platform plugin (xcb) cannot be loaded: {broken}") and len(lines) == 2
+
+
 def test_no_display_says_so_and_what_to_do():
     message = gui_problem({}, gui_libraries=[PRESENT], xcb_libraries=[PRESENT], system="linux")
     lines = message.splitlines()
