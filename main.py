@@ -6,6 +6,13 @@ import sys
 
 
 def _run_gui(args) -> int:
+    # before Qt is imported: a platform plugin that cannot load makes Qt abort the process
+    from app.platform_check import gui_problem
+
+    problem = gui_problem(screenshot=bool(getattr(args, "screenshot", None)))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     from app.launch import run_gui  # Qt is imported only when the GUI is asked for
 
     return run_gui(args)

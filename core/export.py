@@ -51,10 +51,20 @@ from core.model.pspnet import PSPNet
 DEFAULT_OPSET = 18
 REL_TOLERANCE = 1e-4  # max |onnx - torch| / max |torch logit|
 EXPORTERS = ("auto", "dynamo", "torchscript")
+INSTALL_HINT = 'pip install -e ".[onnx]" in the clone, or pip install onnx onnxscript onnxruntime'
 
 
 class ExportError(StudioError):
     """The model could not be exported, or the exported graph disagrees with PyTorch."""
+
+
+def require_onnx() -> None:
+    """Raise :class:`ExportError` saying what to install when the onnx package is missing: both
+    exporters write through it (the dynamo one through onnxscript, which needs it too)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ExportError(f"ONNX export needs the onnx package, which is not installed: {INSTALL_HINT}") from None
 
 
 class ExactAdaptivePool2d(nn.Module):
@@ -202,9 +212,10 @@ def export_onnx(model: PSPNet, path: str | Path, *, size: Sequence[int] = (473, 
         raise ValueError(f"export size must be positive, not {h}x{w}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: no such folder for the ONNX file")
+    require_onnx()
     runtime = _onnxruntime()
     if check and runtime is None:
-        raise ExportError("cannot check the export: onnxruntime is not installed (pip install 'pspnet-studio[onnx]')")
+        raise ExportError(f"cannot check the export: onnxruntime is not installed: {INSTALL_HINT}")
     reference = copy.deepcopy(model).float().cpu().eval()  # what the check compares against: the model as it is
     net = copy.deepcopy(reference)
     pools = replace_adaptive_pooling(net)
@@ -305,11 +316,9 @@ def _torchscript(wrapper: nn.Module, example: Tensor, tmp: Path, outputs: tuple[
 
 
 def _add_metadata(path: Path, net: PSPNet, classes: ClassTable | None, normalize: bool) -> None:
-    """Record the config, class table and input convention in the file (needs the onnx package)."""
-    try:
-        import onnx
-    except ImportError:
-        return
+    """Record the config, class table and input convention in the file."""
+    import onnx
+
     from core.atomic import atomic_write
 
     proto = onnx.load(str(path))
@@ -389,6 +398,6 @@ def compare_logits(ref: np.ndarray, got: np.ndarray, size: tuple[int, int], outp
     return CheckResult(size, output, diff, scale, rel, equal, ties, ok)
 
 
-__all__ = ["ExactAdaptivePool2d", "replace_adaptive_pooling", "ExportWrapper", "export_onnx", "check_onnx",
-           "compare_logits", "ExportReport", "CheckResult", "ExportError", "DEFAULT_OPSET", "REL_TOLERANCE",
-           "EXPORTERS"]
+__all__ = ["ExactAdaptivePool2d", "replace_adaptive_pooling", "ExportWrapper", "export_onnx", "require_onnx",
+           "check_onnx", "compare_logits", "ExportReport", "CheckResult", "ExportError", "DEFAULT_OPSET",
+           "REL_TOLERANCE", "EXPORTERS", "INSTALL_HINT"]

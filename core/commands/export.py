@@ -28,10 +28,11 @@ def _configure(p: argparse.ArgumentParser) -> None:
     check.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
 
 
-@command("export", "export a model to ONNX (adaptive pyramid pooling included)", _configure)
+@command("export", "export a model to ONNX (adaptive pyramid pooling included; needs the onnx extra)", _configure)
 def run(args: argparse.Namespace) -> int:
-    from core.export import DEFAULT_OPSET, export_onnx
+    from core.export import DEFAULT_OPSET, export_onnx, require_onnx
 
+    require_onnx()  # before the model is loaded: say at once what to install
     loaded = load(args.model)
     check = True if args.check else (False if args.no_check else None)
     report = export_onnx(loaded.model, args.out, size=args.size, dynamic=args.dynamic,

@@ -232,8 +232,13 @@ def _save_settings(path: str, model_cfg: Any, train_cfg: Any) -> None:
 
 @contextlib.contextmanager
 def _ctrl_c_cancels(cancel: threading.Event, main: bool) -> Iterator[None]:
-    """The first Ctrl-C sets ``cancel`` (the run stops after its step); the second interrupts."""
-    if threading.current_thread() is not threading.main_thread():
+    """The first Ctrl-C sets ``cancel`` (the run stops after its step); the second interrupts.
+
+    Nothing changes off the main thread, nor when SIGINT is ignored: a shell starts background
+    jobs of a script (``cmd &``) that way so that a Ctrl-C in the terminal leaves them running,
+    and Python itself keeps it so (it installs no KeyboardInterrupt handler then)."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored or threading.current_thread() is not threading.main_thread():
         yield
         return
 

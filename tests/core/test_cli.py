@@ -88,7 +88,17 @@ def test_settings_precedence_defaults_file_then_options(tmp_path):
         train_cmd.train_config(args, train_cmd._read_settings(str(cfg_file))[1])
 
 
-def test_ctrl_c_cancels_first_and_interrupts_second():
+@pytest.fixture
+def sigint():
+    """Set SIGINT's handler for one test and put back the one pytest was started with: SIG_IGN
+    when pytest runs as a background job of a script (`nohup pytest &`), Python's default else."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_cancels_first_and_interrupts_second(sigint):
+    sigint(signal.default_int_handler)  # a terminal's foreground job
     cancel = threading.Event()
     with train_cmd._ctrl_c_cancels(cancel, main=False):
         os.kill(os.getpid(), signal.SIGINT)
@@ -96,6 +106,16 @@ def test_ctrl_c_cancels_first_and_interrupts_second():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_stays_ignored_where_it_was_ignored(sigint):
+    sigint(signal.SIG_IGN)  # a background job of a script: the terminal's Ctrl-C is not for it
+    cancel = threading.Event()
+    with train_cmd._ctrl_c_cancels(cancel, main=False):
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # delivered and ignored: no KeyboardInterrupt, no cancel
+        assert not cancel.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # --------------------------------------------------------------------------------------------- train / eval

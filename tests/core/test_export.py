@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ from torch import nn
 
 import core.export as E
 from core.classes import ClassTable
+from core.cli import main
 from core.config import ModelConfig
 from core.export import ExactAdaptivePool2d, ExportError, compare_logits, export_onnx, replace_adaptive_pooling
 from core.model import PSPNet
+from core.weights.ours import save_checkpoint
 
 K = 5
 
@@ -78,6 +81,26 @@ def test_check_requires_onnxruntime(monkeypatch, tmp_path):
     with pytest.raises(ExportError, match="onnxruntime is not installed"):
         export_onnx(tiny(), out, size=(33, 33), check=True)
     assert not out.exists()
+
+
+def test_export_without_onnx_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError, as when it is not installed
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r'needs the onnx package.*pip install -e "\.\[onnx\]"'):
+        export_onnx(tiny(), out, size=(33, 33), exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_command_without_onnx_fails_in_one_line(monkeypatch, tmp_path, capsys):
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(ckpt, tiny(), ClassTable.from_names([f"c{i}" for i in range(K)], "tiny"))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(ckpt), "--out", str(out), "--size", "33", "33"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: ONNX export needs the onnx package, which is not installed: "
+                                         f"{E.INSTALL_HINT}"]
+    assert captured.out == "" and not out.exists()
 
 
 def test_export_without_onnxruntime_skips_the_check(monkeypatch, tmp_path):
