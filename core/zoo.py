@@ -427,11 +427,14 @@ def _check_csail_decoder(e: ZooEntry, f: ZooFile, t: Mapping[str, Any], where: s
                        "(expected conv_last.*, cbr_deepsup.*, ppm.*)")
     n = int(t["conv_last.4.weight"].shape[0])
     c = int(t["ppm.0.1.weight"].shape[1]) if "ppm.0.1.weight" in t else None
+    head = int(t["conv_last.0.weight"].shape[0]) if "conv_last.0.weight" in t else None
     problems = []
     if "num_classes" in expect and n != expect["num_classes"]:
         problems.append(f"{n} classes, not the expected {expect['num_classes']}")
-    if "in_channels" in expect and c != expect["in_channels"]:
-        problems.append(f"a pyramid on {c} channels, not the expected {expect['in_channels']}")
+    # the encoder's width (fc_dim) relative to the 512-channel head tells an R-18 decoder from an R-50/101 one
+    if "in_channels" in expect and (c is None or head is None or c * 512 != expect["in_channels"] * head):
+        problems.append(f"a pyramid on {c} channels for a head of {head}, where this model has "
+                        f"{expect['in_channels']} for 512")
     if problems:
         raise ZooError(f"{where}: not {e.name}'s decoder file: it holds " + " and ".join(problems))
 

@@ -107,7 +107,7 @@ def start_server() -> tuple[Server, ThreadingHTTPServer, threading.Thread]:
     httpd.daemon_threads = True
     state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
     httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return state, httpd, thread
 
