@@ -233,9 +233,10 @@ def drive(steps: Generator[DownloadProgress, None, R], *, desc: str = "", quiet:
                 p = next(steps)
             except StopIteration as stop:
                 return stop.value
-            if quiet or (bar is None and p.done == 0 and p.total is None):
+            new_file = (p.index, str(p.target)) != key
+            if quiet or (new_file and p.done == 0 and p.total is None):
                 continue  # nothing to show before the server has answered (an offline error stays one line)
-            if (p.index, str(p.target)) != key:
+            if new_file:
                 if bar is not None:
                     bar.close()
                 key = (p.index, str(p.target))
@@ -364,5 +365,7 @@ def _check_cancel(cancel: CancelFlag) -> None:
         raise Cancelled("download cancelled")
 
 
-__all__ = ["download", "drive", "DownloadProgress", "DownloadError", "check_digest", "sha256_of", "part_path",
+download_file = download  # the name core/__init__.py exports (``core.download`` is this module)
+
+__all__ = ["download", "download_file", "drive", "DownloadProgress", "DownloadError", "check_digest", "sha256_of", "part_path",
            "with_position", "CancelFlag"]

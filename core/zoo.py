@@ -472,5 +472,10 @@ def run_quietly(steps: Generator[DownloadProgress, None, Any],
     return run_to_end(steps, on_progress)
 
 
+# the names core/__init__.py exports (``core.zoo_entries()`` reads better than ``core.entries()``)
+zoo_entries, zoo_entry, fetch_model, install_model_files = entries, entry, fetch, install
+cached_model_files, model_cache_dir = cached_files, cache_dir
+
 __all__ = ["ZooEntry", "ZooFile", "Result", "ZooError", "entries", "entry", "cache_dir", "target_paths",
-           "cached_files", "fetch", "install", "verify", "check_contents", "describe_size", "run_quietly"]
+           "cached_files", "fetch", "install", "verify", "check_contents", "describe_size", "run_quietly",
+           "zoo_entries", "zoo_entry", "fetch_model", "install_model_files", "cached_model_files", "model_cache_dir"]
