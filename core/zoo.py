@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -227,7 +227,7 @@ def fetch(name: ZooEntry | str, *, cache: str | Path | None = None, cancel: Canc
     Raises :class:`ZooError` for an entry that cannot be fetched directly and
     :class:`~core.download.DownloadError` (one line: the URL and where to put the file by hand)."""
     e = entry(name)
-    if not e.downloadable:
+    if not e.downloadable and cached_files(e, cache) is None:
         raise ZooError(f"{e.name}: {_manual_sentence(e)}")
     out: list[Path] = []
     for i, (f, target) in enumerate(zip(e.files, target_paths(e, cache))):
@@ -464,18 +464,10 @@ def describe_size(e: ZooEntry) -> str:
     return "not published" if mb is None else f"{mb:g} MB"
 
 
-def run_quietly(steps: Generator[DownloadProgress, None, Any],
-                on_progress: Callable[[DownloadProgress], None] | None = None) -> Any:
-    """Drain a fetch / install generator (for scripts and tests)."""
-    from core.generators import run_to_end
-
-    return run_to_end(steps, on_progress)
-
-
 # the names core/__init__.py exports (``core.zoo_entries()`` reads better than ``core.entries()``)
 zoo_entries, zoo_entry, fetch_model, install_model_files = entries, entry, fetch, install
 cached_model_files, model_cache_dir = cached_files, cache_dir
 
 __all__ = ["ZooEntry", "ZooFile", "Result", "ZooError", "entries", "entry", "cache_dir", "target_paths",
-           "cached_files", "fetch", "install", "verify", "check_contents", "describe_size", "run_quietly",
+           "cached_files", "fetch", "install", "verify", "check_contents", "describe_size",
            "zoo_entries", "zoo_entry", "fetch_model", "install_model_files", "cached_model_files", "model_cache_dir"]

@@ -377,6 +377,8 @@ def test_models_get_file_good_and_wrong(home, tmp_path, capsys):
     target = home / "models" / e.name / "train_epoch_200.pth"
     assert capsys.readouterr().out.strip() == str(target) and target.read_bytes() == good.read_bytes()
     assert main(["models", "path", e.name]) == 0 and capsys.readouterr().out.strip() == str(target)
+    assert main(["models", "get", e.name, "-q"]) == 0  # given by hand once, it is in the cache: checked, found
+    assert capsys.readouterr().out.strip() == str(target)
 
 
 def test_models_get_unknown_name(home, capsys):
