@@ -5,7 +5,9 @@
   torchvision ImageNet ResNets and semseg's deep-stem init (see :mod:`core.weights.formats`)
 - :func:`fetch_backbone_weights`: torchvision's ImageNet files through torch.hub's cache
 
-PyTorch files are only ever read with ``torch.load(..., weights_only=True)``.
+PyTorch files are only ever read with ``torch.load(..., weights_only=True)``; objects of classes
+torch does not allow (an mmseg 1.x checkpoint's ``message_hub``) are read as inert data, and
+nothing in a file is ever called (:mod:`core.weights.unpickle`).
 """
 
 from core.weights.arch import build_model

@@ -1,22 +1,24 @@
-"""torchvision's ImageNet ResNet weights, through torch.hub's cache (no torchvision needed)."""
+"""torchvision's ImageNet ResNet weights (no torchvision needed), fetched with core's downloader.
+
+The file names, URLs and hash prefixes come from the model zoo table (``torchvision-resnetN``
+entries of ``resources/models/zoo.json``). Files go to torch.hub's checkpoint folder (shared
+with everything else that uses torch.hub) unless ``cache_dir`` is given; a copy already in the
+zoo cache (``models get torchvision-resnet50``) is used as it is.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
+from core.download import DownloadError, download, drive
 from core.errors import CheckpointError
+from core.zoo import ZooError, cached_files, entries, entry
 
 BASE_URL = "https://download.pytorch.org/models/"
-BACKBONE_FILES = {
-    "resnet18": "resnet18-f37072fd.pth",
-    "resnet34": "resnet34-b627a593.pth",
-    "resnet50": "resnet50-0676ba61.pth",
-    "resnet101": "resnet101-63fe2227.pth",
-    "resnet152": "resnet152-394f9c45.pth",
-}
+BACKBONE_FILES = {f"resnet{e.architecture['depth']}": e.files[0].file_name
+                  for e in entries() if e.source == "torchvision"}
 
 
 def backbone_url(name: str) -> str:
@@ -25,26 +27,31 @@ def backbone_url(name: str) -> str:
 
 def fetch_backbone_weights(name: str, *, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """The path of torchvision's ImageNet weights for ``name`` ("resnet18" ... "resnet152"),
-    downloaded into torch.hub's checkpoint folder (or ``cache_dir``) unless already there.
-    Offline, raises a :class:`CheckpointError` saying where to put the file by hand."""
+    downloaded into torch.hub's checkpoint folder (or ``cache_dir``) unless already there; the
+    download is resumable and checked against the file name's hash prefix. Offline, raises a
+    :class:`CheckpointError` saying where to put the file by hand."""
     file_name = _file_name(name)
+    e = entry(f"torchvision-{name.lower().strip()}")
+    file = e.files[0]
     folder = Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
     target = folder / file_name
     if target.is_file() and target.stat().st_size > 0:
         return target
-    url = BASE_URL + file_name
-    hash_prefix = re.search(r"-([a-f0-9]+)\.pth$", file_name).group(1)  # type: ignore[union-attr]
+    if cache_dir is None:
+        try:
+            cached = cached_files(e)
+        except ZooError:
+            cached = None
+        if cached:
+            return cached[0]
+    url = file.url or BASE_URL + file_name
+    hint = (f"Without internet, download that file on another machine and put it at {target} "
+            "(or give that file's path to load_model directly)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # downloads to a temporary file and moves it in place only when complete and its hash checks
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix, progress=progress)
-    except Exception as exc:  # URLError, HTTPError, timeouts, hash mismatch, full disk ...
-        raise CheckpointError(
-            f"could not download the ImageNet weights for {name} from {url} ({type(exc).__name__}: {exc}). "
-            f"Without internet, download that file on another machine and put it at {target} "
-            f"(or give that file's path to load_model directly)"
-        ) from None
-    return target
+        steps = download(url, target, sha256=file.checksum, size=file.size, hint=hint)
+        return drive(steps, desc=file_name, quiet=not progress)
+    except DownloadError as exc:
+        raise CheckpointError(f"could not download the ImageNet weights for {name}: {exc}") from None
 
 
 def _file_name(name: str) -> str:

@@ -2,7 +2,9 @@
 
 A file is recognised by its first bytes, never by its name: a text file, an empty file or a
 truncated download gets a specific :class:`~core.errors.CheckpointError`, and a pickle that
-would run code is refused before any of it runs.
+would run code is refused before any of it runs. Objects of classes torch's allowlist does not
+know (mmengine's ``HistoryBuffer`` in an mmseg 1.x checkpoint's ``message_hub``, numpy arrays)
+are read as inert data by :mod:`core.weights.unpickle`; nothing in a file is ever called.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from core.errors import CheckpointError
+from core.weights.unpickle import InertObject, safe_load
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save since PyTorch 1.6
 PICKLE_PROTO = b"\x80"  # the legacy torch.save format starts with a pickle protocol opcode
@@ -75,7 +77,7 @@ def _read_safetensors(path: Path, size: int) -> WeightFile:
 
 def _read_torch(path: Path) -> WeightFile:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = safe_load(path)  # torch.load(weights_only=True); unknown classes become inert placeholders
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "weights only" in text.lower() or "weightsunpickler" in text.lower():
@@ -119,6 +121,8 @@ def _require_tensors(d: Mapping, path: Path, where: str) -> None:
 
 
 def _describe(obj: Any) -> str:
+    if isinstance(obj, InertObject):
+        return f"an object of class {obj.pickled_name}"
     if isinstance(obj, Mapping):
         keys = [str(k) for k in list(obj)[:8]]
         return "an empty dict" if not keys else f"a dict with keys {', '.join(keys)}" + (" ..." if len(obj) > 8 else "")

@@ -4,12 +4,18 @@ ImageNet weights without a network."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import pathlib
 import pickle
 import re
-import urllib.error
+import sys
+import types
+from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -23,7 +29,11 @@ from core.model import PSPNet
 from core.weights import fetch as fetch_module
 from core.weights import load_backbone
 from core.weights.arch import fit_problems
+from core.weights.files import read_weight_file
 from core.weights.formats import detect, map_keys
+from core.weights.unpickle import InertObject
+from core import zoo
+from http_fixture import Route, refused_url, start_server
 from reference_weights import model_keys, reference_dir, tsv_keys
 
 TINY = dict(num_classes=5, head_channels=16, aux_channels=8)
@@ -486,13 +496,245 @@ def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
-# --- fetching ImageNet weights ----------------------------------------------------------------------
+# --- mmseg 1.x / mmengine Runner checkpoints: read as data, never run -------------------------------------
+
+def importable(monkeypatch, module: str, **attrs) -> types.ModuleType:
+    """A module (and its parents) that pickle can find while a test writes a file."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        mod = sys.modules.get(name) or types.ModuleType(name)
+        monkeypatch.setitem(sys.modules, name, mod)
+        if i > 1:
+            setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], mod)
+    mod = sys.modules[module]
+    for key, value in attrs.items():
+        value.__module__, value.__qualname__ = module, key
+        setattr(mod, key, value)
+    return mod
+
+
+def unimportable(monkeypatch, root: str) -> None:
+    """From here on ``import root`` fails, as on a machine without that library."""
+    for name in [n for n in list(sys.modules) if n == root or n.startswith(root + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, root, None)
+
+
+class HistoryBuffer:
+    """The shape of mmengine.logging.history_buffer.HistoryBuffer (written here, not imported)."""
+
+    def __init__(self, log_history=(), count_history=(), max_length=1000000):
+        self.max_length = max_length
+        self._log_history = np.array(log_history)
+        self._count_history = np.array(count_history)
+
+
+def runner_checkpoint(model: PSPNet, names: list[str], *, optimizer: bool = True) -> dict:
+    """What mmengine's Runner.save_checkpoint writes for an mmseg 1.x PSPNet (meta, state_dict,
+    message_hub, optimizer, param_schedulers), with real-shaped training state."""
+    rng = np.random.default_rng(0)
+    palette = [[int(v) for v in rng.integers(0, 255, 3)] for _ in names]
+    dataset_meta = {"classes": tuple(names), "palette": palette, "label_map": None, "reduce_zero_label": True}
+    cfg_text = "model = dict(type='EncoderDecoder', decode_head=dict(type='PSPHead', num_classes=5))\n" * 40
+    meta = {"epoch": 0, "iter": 160000, "cfg": cfg_text, "seed": 304, "experiment_name": "pspnet_r18_20240102",
+            "time": "20240102_030405", "mmengine_version": "0.10.4", "dataset_meta": dataset_meta}
+    scalars = OrderedDict()
+    for key in ("train/lr", "train/loss", "train/decode.loss_ce", "train/aux.loss_ce", "train/time", "train/data_time"):
+        history = rng.random(1000) * 2
+        scalars[key] = HistoryBuffer(history.tolist(), [1] * 1000)
+    runtime = OrderedDict(cfg=cfg_text, seed=304, experiment_name="pspnet_r18_20240102", mmengine_version="0.10.4",
+                          epoch=0, iter=160000, max_epochs=1, max_iters=160000, dataset_meta=dataset_meta,
+                          eta=np.float64(0.0), best_score=np.float64(0.4248), last_ckpt="work_dirs/iter_160000.pth",
+                          confusion=rng.random((5, 5)).astype(np.float32))
+    message_hub = {"log_scalars": scalars, "runtime_info": runtime,
+                   "resumed_keys": OrderedDict((k, True) for k in list(scalars) + list(runtime))}
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    model(torch.randn(2, 3, 33, 33)).main.mean().backward()
+    sgd.step()
+    model.eval()
+    schedulers = [{"eta_min": 1e-4, "power": 0.9, "begin": 0, "end": 160000, "by_epoch": False, "param_name": "lr",
+                   "last_step": 160000, "base_values": [0.01], "_global_step": 160000, "verbose": False,
+                   "total_iters": 160000, "_get_value_called_within_step": False,
+                   "_last_value": [np.float64(1e-4)]}]
+    ckpt = {"meta": meta, "state_dict": to_mmseg(model), "message_hub": message_hub, "param_schedulers": schedulers}
+    if optimizer:
+        ckpt["optimizer"] = sgd.state_dict()
+    return ckpt
+
+
+MMSEG_NAMES = ["wall", "building", "sky", "floor", "tree"]
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+@pytest.mark.parametrize("published", [False, True], ids=["runner", "published"])
+def test_mmengine_runner_checkpoint_loads_without_mmengine(tmp_path, monkeypatch, zipped, published):
+    model = tiny(stem_width=8, dilation="halved_first", basic_dilate_conv2=False, align_corners=False)
+    importable(monkeypatch, "mmengine.logging.history_buffer", HistoryBuffer=HistoryBuffer)
+    ckpt = runner_checkpoint(model, MMSEG_NAMES, optimizer=not published)  # publish_model drops only the optimizer
+    path = tmp_path / "iter_160000.pth"
+    torch.save(ckpt, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(pickle.UnpicklingError, match="HistoryBuffer"):  # what plain weights_only says
+        torch.load(path, weights_only=True)
+    unimportable(monkeypatch, "mmengine")
+
+    loaded = core.load_model(path)
+    assert loaded.report.format == "mmseg" and loaded.config == model.cfg
+    assert list(loaded.classes.names) == MMSEG_NAMES
+    assert [list(c) for c in loaded.classes.colors] == ckpt["meta"]["dataset_meta"]["palette"]
+    same_state(model, loaded.model)
+    same_outputs(model, loaded.model)
+    ignored = next(n for n in loaded.report.notes if n.startswith("ignored the file's"))
+    assert "message_hub" in ignored and "param_schedulers" in ignored and ("optimizer" in ignored) != published
+    assert sys.modules["mmengine"] is None  # nothing imported it
+
+    wf = read_weight_file(path)
+    assert wf.extras["meta"] == ckpt["meta"]
+    hub = wf.extras["message_hub"]
+    for key, buffer in ckpt["message_hub"]["log_scalars"].items():
+        inert = hub["log_scalars"][key]
+        assert isinstance(inert, InertObject) and inert.pickled_name == "mmengine.logging.history_buffer.HistoryBuffer"
+        fields = inert.fields
+        assert fields["max_length"] == 1000000
+        np.testing.assert_array_equal(fields["_log_history"], buffer._log_history)
+        np.testing.assert_array_equal(fields["_count_history"], buffer._count_history)
+        assert fields["_log_history"].dtype == np.float64 and fields["_count_history"].dtype == np.int64
+    info = hub["runtime_info"]
+    assert info["best_score"] == np.float64(0.4248) and isinstance(info["best_score"], np.float64)
+    np.testing.assert_array_equal(info["confusion"], ckpt["message_hub"]["runtime_info"]["confusion"])
+    assert info["dataset_meta"] == ckpt["meta"]["dataset_meta"]
+    assert wf.extras["param_schedulers"] == ckpt["param_schedulers"]
+    if not published:
+        momentum = wf.extras["optimizer"]["state"]
+        assert all(torch.equal(momentum[i]["momentum_buffer"], ckpt["optimizer"]["state"][i]["momentum_buffer"])
+                   for i in ckpt["optimizer"]["state"])
+
+
+class Call:
+    """Unpickling this calls ``func(*args)``: a payload."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def evil_touch(path):
+    pathlib.Path(path).touch()
+
+
+class EvilOnInit:
+    def __init__(self, path):
+        pathlib.Path(path).touch()
+
+
+class EvilOnState:
+    def __setstate__(self, state):
+        pathlib.Path(state["path"]).touch()
+
+
+def payloads(marker: pathlib.Path) -> dict:
+    return {
+        "os.mkdir": Call(os.mkdir, str(marker)),
+        "builtins.exec": Call(exec, f"open({str(marker)!r}, 'w').close()"),
+        "builtins.eval": Call(eval, f"open({str(marker)!r}, 'w').close()"),
+        "pathlib.Path.touch": Call(pathlib.Path.touch, marker),
+        "torch.save": Call(torch.save, {"x": 1}, str(marker)),
+        "unknown function": Call(evil_touch, str(marker)),
+        "unknown class": Call(EvilOnInit, str(marker)),
+        "inside a numpy object array": np.array([Call(evil_touch, str(marker)), 1], dtype=object),
+    }
+
+
+@pytest.mark.parametrize("kind", list(payloads(pathlib.Path("x"))))
+def test_a_payload_deep_inside_a_runner_checkpoint_is_refused_and_never_runs(tmp_path, monkeypatch, kind):
+    importable(monkeypatch, "mmengine.logging.history_buffer", HistoryBuffer=HistoryBuffer)
+    importable(monkeypatch, "evil_plugins.hooks", evil_touch=evil_touch, EvilOnInit=EvilOnInit)
+    marker = tmp_path / "marker"
+    payload = payloads(marker)[kind]
+    # the control: plain pickle runs the payload (so the check below can fail)
+    pickle.loads(pickle.dumps(payload))
+    assert marker.exists()
+    if marker.is_dir():
+        marker.rmdir()
+    else:
+        marker.unlink()
+
+    ckpt = runner_checkpoint(tiny(stem_width=8, dilation="halved_first", basic_dilate_conv2=False,
+                                  align_corners=False), MMSEG_NAMES)
+    buffer = ckpt["message_hub"]["log_scalars"]["train/loss"]
+    buffer.hooks = [{"after_iter": (1, {"deep": [payload]})}]  # nested inside an unknown object's state
+    folder = tmp_path / "files"
+    folder.mkdir()
+    torch.save(ckpt, folder / "evil.pth")
+    unimportable(monkeypatch, "mmengine")
+    unimportable(monkeypatch, "evil_plugins")
+    msg = refused(folder / "evil.pth", r"evil\.pth: refused as unsafe", folder)
+    assert "nothing in it was loaded" in msg and "\n" not in msg
+    assert not marker.exists()
+
+
+def test_an_unknown_class_with_a_dangerous_setstate_is_read_as_inert_data(tmp_path, monkeypatch):
+    importable(monkeypatch, "evil_plugins.state", EvilOnState=EvilOnState)
+    marker = tmp_path / "marker"
+    obj = EvilOnState.__new__(EvilOnState)
+    obj.path = str(marker)
+    pickle.loads(pickle.dumps(obj))  # the control: plain pickle calls the class's __setstate__
+    assert marker.exists()
+    marker.unlink()
+    path = tmp_path / "m.pth"
+    torch.save({"state_dict": to_semseg(tiny(depth=50, base_width=4)), "hook": obj}, path)
+    unimportable(monkeypatch, "evil_plugins")
+    loaded = core.load_model(path)  # the class is never looked up: its state is data
+    assert loaded.report.format == "semseg" and not marker.exists()
+    inert = read_weight_file(path).extras["hook"]
+    assert isinstance(inert, InertObject) and inert.fields == {"path": str(marker)}
+    assert not marker.exists()
+
+
+def test_a_whole_pickled_object_instead_of_a_state_dict_is_named(tmp_path, monkeypatch):
+    class Trainer:
+        pass
+
+    importable(monkeypatch, "somelib.train", Trainer=Trainer)
+    t = Trainer()
+    t.weights = {"a": torch.zeros(2)}
+    torch.save(t, tmp_path / "trainer.pth")
+    unimportable(monkeypatch, "somelib")
+    refused(tmp_path / "trainer.pth", r"no state dict in it.*an object of class somelib\.train\.Trainer", tmp_path)
+
+
+# --- fetching ImageNet weights ---------------------------------------------------------------------
+
+def served_backbone(server, tmp_path, name="resnet18", *, publish=True):
+    """The zoo's torchvision entry for ``name`` with its file on a local HTTP server (a tiny but
+    real torchvision-layout file; its hash prefix published unless ``publish`` is False)."""
+    path = tmp_path / "served.pth"
+    torch.save(backbone_file(tiny(stem="plain")), path)
+    data = path.read_bytes()
+    e = zoo.entry(f"torchvision-{name}")
+    url = server.add("/" + e.files[0].file_name, Route(data))
+    prefix = hashlib.sha256(data).hexdigest()[:8] if publish else "00000000"
+    return dataclasses.replace(e, files=(dataclasses.replace(e.files[0], url=url, sha256_prefix=prefix),)), data
+
+
+@pytest.fixture()
+def server():
+    state, httpd, thread = start_server()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
 
 def test_fetch_returns_a_cached_file_without_the_network(tmp_path, monkeypatch):
     def no_network(*a, **k):
         raise AssertionError("the network was used")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(fetch_module, "download", no_network)
+    monkeypatch.setenv("PSPNET_STUDIO_HOME", str(tmp_path / "home"))
     cached = tmp_path / "resnet50-0676ba61.pth"
     cached.write_bytes(b"weights")
     assert core.fetch_backbone_weights("resnet50", cache_dir=tmp_path) == cached
@@ -501,23 +743,39 @@ def test_fetch_returns_a_cached_file_without_the_network(tmp_path, monkeypatch):
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"w")
     assert core.fetch_backbone_weights("ResNet18") == tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    # ... and a copy in the zoo cache (`models get torchvision-resnet34`) is used as it is
+    zoo_copy = tmp_path / "home" / "models" / "torchvision-resnet34" / "resnet34-b627a593.pth"
+    zoo_copy.parent.mkdir(parents=True)
+    zoo_copy.write_bytes(b"w")
+    assert core.fetch_backbone_weights("resnet34") == zoo_copy
+
+
+def test_fetch_downloads_and_checks_the_hash_prefix(server, tmp_path, monkeypatch):
+    e, data = served_backbone(server, tmp_path)
+    monkeypatch.setattr(fetch_module, "entry", lambda name: e)
+    path = core.fetch_backbone_weights("resnet18", cache_dir=tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / "resnet18-f37072fd.pth" and path.read_bytes() == data
+    assert core.load_model(path, num_classes=3).report.format == "torchvision-resnet"
+
+    bad, _ = served_backbone(server, tmp_path, publish=False)
+    monkeypatch.setattr(fetch_module, "entry", lambda name: bad)
+    with pytest.raises(CheckpointError, match="could not download the ImageNet weights for resnet18: .*not the "
+                                              "published file"):
+        core.fetch_backbone_weights("resnet18", cache_dir=tmp_path / "other", progress=False)
+    assert list((tmp_path / "other").iterdir()) == []
 
 
 def test_fetch_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
-    calls = []
-
-    def offline(url, dst, hash_prefix=None, progress=True):
-        calls.append((url, dst, hash_prefix))
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    e = zoo.entry("torchvision-resnet101")
+    url = refused_url("/resnet101-63fe2227.pth")
+    monkeypatch.setattr(fetch_module, "entry", lambda name: dataclasses.replace(
+        e, files=(dataclasses.replace(e.files[0], url=url),)))
     with pytest.raises(CheckpointError) as info:
         core.fetch_backbone_weights("resnet101", cache_dir=tmp_path / "cache", progress=False)
     msg = str(info.value)
     target = tmp_path / "cache" / "resnet101-63fe2227.pth"
-    assert "could not download" in msg and "https://download.pytorch.org/models/resnet101-63fe2227.pth" in msg
+    assert "\n" not in msg and "could not download" in msg and url in msg and "connection refused" in msg
     assert f"put it at {target}" in msg
-    assert calls == [("https://download.pytorch.org/models/resnet101-63fe2227.pth", str(target), "63fe2227")]
     assert not target.exists()
 
 
@@ -525,6 +783,7 @@ def test_fetch_unknown_name_lists_the_known_ones():
     with pytest.raises(CheckpointError, match="known: resnet18, resnet34, resnet50, resnet101, resnet152"):
         core.fetch_backbone_weights("resnet42")
     assert set(fetch_module.BACKBONE_FILES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+    assert fetch_module.backbone_url("resnet50") == "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
