@@ -150,9 +150,10 @@ def _key(root: Path) -> str:
     return os.path.normcase(os.path.realpath(root))
 
 
-def _release_writer(lock: ProjectLock, open_masks: dict[str, tuple[LabelMask, StrokeJournal]]) -> None:
+def _release_writer(lock: ProjectLock, open_masks: dict[str, tuple[LabelMask, StrokeJournal]],
+                    retired: dict[str, StrokeJournal]) -> None:
     """Close a writer's journals (writing what they hold), then give the lock back."""
-    for _mask, journal in list(open_masks.values()):
+    for journal in [j for _m, j in list(open_masks.values())] + list(retired.values()):
         try:
             journal.close(timeout=5.0)
         except Exception:  # noqa: BLE001 - releasing must go on
@@ -187,11 +188,12 @@ class Project:
         self._unreadable: dict[str, tuple[str, int]] = {}  # name -> (reason, mask mtime_ns)
         self._save_locks: dict[str, threading.Lock] = {}
         self._index: tuple[int, dict[str, Path]] | None = None
+        self._retired: dict[str, StrokeJournal] = {}  # journals of closed masks, maybe still writing
         self._project_lock = lock
         self._closed = False
         self._opens = 1
         self.on_journal_status = Listeners()  # (name, JournalStatus) when a journal fails or works again
-        self._finalizer = (weakref.finalize(self, _release_writer, lock, self._open_masks)
+        self._finalizer = (weakref.finalize(self, _release_writer, lock, self._open_masks, self._retired)
                            if lock is not None else None)
 
     # ---- creating, opening, closing -----------------------------------------------------------
@@ -609,6 +611,7 @@ class Project:
         self._writable(f"edit the mask of {name!r}")
         if recover:
             return self.recover(name).mask
+        self._settle(name)
         mask = self._read_mask_file(name)
         journal = StrokeJournal(self.journal_path(name))
         if journal.path.exists():
@@ -626,14 +629,22 @@ class Project:
             journal.on_status.connect(_StatusRelay(self, name))
             self._open_masks[name] = (mask, journal)
 
+    def _settle(self, name: str) -> None:
+        """Let the journal of a closed mask finish writing before its file is read or moved."""
+        with self._lock:
+            journal = self._retired.pop(name, None)
+        if journal is not None:
+            journal.close(timeout=10.0)
+
     def close_mask(self, name: str) -> None:
         """Forget an open mask (the GUI dropped it; save it first). Unsaved edits stay in its
-        journal, so :meth:`recoverable` lists the image until it is recovered or reloaded."""
+        journal, so :meth:`recoverable` lists the image until it is recovered or reloaded.
+        Returns at once: the journal's writer thread finishes what it holds on its own."""
         with self._lock:
             old = self._open_masks.pop(name, None)
-        if old is not None:
-            old[1].detach(old[0])
-            old[1].close()
+            if old is not None:
+                old[1].detach(old[0])
+                self._retired[name] = old[1]
 
     def journal_status(self, name: str) -> JournalStatus | None:
         """The crash journal of an open mask: on disk, pending, or failing (None when not open)."""
@@ -656,7 +667,7 @@ class Project:
     def flush_journals(self, timeout: float | None = None) -> bool:
         """Wait until every journalled edit is on disk (False: the disk refused, or timeout)."""
         with self._lock:
-            journals = [j for _m, j in self._open_masks.values()]
+            journals = [j for _m, j in self._open_masks.values()] + list(self._retired.values())
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = True
         for j in journals:
@@ -667,6 +678,7 @@ class Project:
     def discard_journal(self, name: str) -> None:
         """Give up the unsaved edits of a crashed session (moved aside, numbered, not deleted)."""
         self._writable(f"set aside the unsaved edits of {name!r}")
+        self._settle(name)
         set_aside(self.journal_path(name))
 
     def save_mask(self, name: str, label_mask: LabelMask) -> None:
@@ -704,6 +716,7 @@ class Project:
             if attached is not None and attached[0] is label_mask:
                 attached[1].clear(revision)
             else:
+                self._settle(name)
                 set_aside(self.journal_path(name))
         if not self._has_file:
             try:
@@ -729,6 +742,7 @@ class Project:
         for name in self._image_index():
             if name in open_names:
                 continue
+            self._settle(name)
             jpath = self.journal_path(name)
             try:
                 jtime = jpath.stat().st_mtime_ns
@@ -763,6 +777,7 @@ class Project:
             if name in self._open_masks:
                 return RecoveryResult(self._open_masks[name][0], 0, "")
         self._writable(f"recover the edits of {name!r}")
+        self._settle(name)
         mask = self._read_mask_file(name)
         journal = StrokeJournal(self.journal_path(name))
         recovered, n = journal.replay(mask.data)

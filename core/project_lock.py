@@ -34,7 +34,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from core.errors import ProjectLockedError, ReadOnlyProjectError
 
@@ -89,7 +88,7 @@ class LockHolder:
                        str(d.get("boot", "")), None if d.get("start") is None else int(d["start"]),
                        str(d.get("token", "")))
         except (ValueError, KeyError, TypeError):
-            return LockHolder(0, "?", "", "an unreadable lock file")
+            return None  # half written, or not ours: whether it is held is the OS lock's to say
 
 
 def _host() -> str:
@@ -221,7 +220,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _locked_error(root: Path, path: Path, holder: LockHolder | None, live: bool | None) -> ProjectLockedError:
-    who = holder.describe() if holder is not None else "a program that has not written its name yet"
+    who = holder.describe() if holder is not None else "a program whose lock file does not name it"
     if live is None:
         msg = (f"{root}: the project is locked by {who}, and whether that program still runs cannot be told "
                f"from here; open it read-only, or, if that program no longer runs, take the lock over "

@@ -172,7 +172,8 @@ def read_classes_file(path: Path) -> ClassTable:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ClassTableError(f"{path}: the project's class table is missing; choose a class table to open the "
-                              f"project (its masks are kept as they are)", path, "") from None
+                              f"project, or put its {path.name} back (the masks are kept as they are)", path,
+                              "") from None
     except IsADirectoryError:
         raise ClassTableError(f"{path}: is a folder, not the project's class table", path, "") from None
     except OSError as exc:

@@ -468,7 +468,10 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def _load_mask_array(path: Path) -> np.ndarray:
     """2-D uint8 ids (palette / grey / 16-bit grey PNG) or HxWx3 / HxWx4 uint8 colours."""
     data = _read_bytes(path, MaskError)
-    _head, raw = _decode_checked(path, data, MAX_PIXELS, MaskError)
+    head, raw = _decode_checked(path, data, MAX_PIXELS, MaskError)
+    if head.format == "JPEG":  # whatever its name says: lossy compression changes label ids
+        raise MaskError(f"{path}: a JPEG file, not a PNG: a mask must be a PNG (JPEG's lossy compression changes "
+                        f"the label ids)")
     try:
         with Image.open(io.BytesIO(raw)) as im:
             im.load()

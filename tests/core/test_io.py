@@ -492,3 +492,14 @@ def test_predict_prints_a_warning_for_a_damaged_jpeg(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("warning: ") and "half.jpg" in err[0] and "damaged" in err[0]
     assert (tmp_path / "out" / "half.png").is_file() and (tmp_path / "out" / "good.png").is_file()
+
+
+def test_a_jpeg_is_never_read_as_a_mask(tmp_path):
+    """A grey JPEG would read as ids; saved as a mask .png it would be trusted. It is refused."""
+    grey = np.zeros((24, 32), np.uint8)
+    grey[:5] = 1
+    p = tmp_path / "mask.png"
+    p.write_bytes(cv2.imencode(".jpg", grey)[1].tobytes())
+    for read in (lambda: read_mask(p, ClassTable.from_names(["a", "b"])), lambda: read_label_ids(p)):
+        with pytest.raises(MaskError, match="mask.png: a JPEG file, not a PNG"):
+            read()

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 from core.classes import ClassTable
-from core.data.io import read_mask, write_mask
+from core.data.io import read_mask
 from core.errors import ProjectLockedError, ReadOnlyProjectError, StudioError
 from core.labels import LabelMask
-from core.project import LOCK_FILE, Project
 from core import project_lock
+from core.project import LOCK_FILE, Project
 from core.project_lock import LockHolder, ProjectLock, lock_holder
 
 ROOT = Path(__file__).resolve().parents[2]
