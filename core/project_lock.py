@@ -43,6 +43,9 @@ LOCK_FILE = ".project.lock"
 _WINDOWS = sys.platform == "win32"
 _WIN_LOCK_OFFSET = 1 << 30  # Windows byte-range locks are mandatory: lock a byte far past the content
 _BUSY_RETRY_S = 0.2  # a reader peeking at the lock (shared flock) holds it for microseconds
+# the locks this process holds, by lock file: never opened a second time here (on NFS, flock is a
+# POSIX lock, which closing any descriptor of the file in the holding process would drop)
+_HELD: dict[str, "ProjectLock"] = {}
 
 try:
     import fcntl
@@ -208,7 +211,12 @@ def _write_fd(fd: int, text: str) -> None:
     view = memoryview(text.encode("utf-8"))
     while view:
         view = view[os.write(fd, view):]
-    os.fsync(fd)
+    # no fsync: the OS lock is what holds; the text only names the holder (lost in a power cut,
+    # when the holder is gone anyway)
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -258,6 +266,9 @@ class ProjectLock:
         program holds it, :class:`ReadOnlyProjectError` when the folder cannot be written."""
         root = Path(root)
         path = root / LOCK_FILE
+        mine = _HELD.get(_key(path))
+        if mine is not None and mine.held:
+            raise _locked_error(root, path, mine.holder, True)
         me = _me()
         deadline = time.monotonic() + _BUSY_RETRY_S
         for _attempt in range(50):
@@ -300,8 +311,11 @@ class ProjectLock:
                     log.warning("%s: the lock is held but its file could not be written: %s", path, exc)
                 if got is None:
                     os.close(fd)
-                    return cls._confirm_without_os_lock(root, path, me)
-                return cls(root, path, fd, me, True)
+                    lock = cls._confirm_without_os_lock(root, path, me)
+                else:
+                    lock = cls(root, path, fd, me, True)
+                _HELD[_key(path)] = lock
+                return lock
             except BaseException:
                 try:
                     os.close(fd)
@@ -329,6 +343,8 @@ class ProjectLock:
         if os.getpid() != self._pid or self._released:
             return
         self._released = True
+        if _HELD.get(_key(self.path)) is self:
+            del _HELD[_key(self.path)]
         fd, self._fd = self._fd, None
         if fd is None:  # no OS lock: the file alone was the lock
             if self._content_is_mine():
@@ -360,6 +376,9 @@ def lock_holder(root: str | Path) -> tuple[LockHolder | None, bool | None]:
     """Who holds a project's lock now, without taking it: ``(holder, live)``. ``(None, False)``
     when nobody does; ``live`` is True when that program runs, None when it cannot be told."""
     path = Path(root) / LOCK_FILE
+    mine = _HELD.get(_key(path))
+    if mine is not None and mine.held and os.getpid() == mine._pid:
+        return mine.holder, True
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except OSError:

@@ -508,3 +508,29 @@ def test_model_history_from_a_model_object(tmp_path):
     loaded = core.load_model(entry.path)
     assert loaded.classes == CLASSES and loaded.config.num_classes == 3
     assert loaded.provenance.get("id") == "0001"
+
+
+def test_a_damaged_journal_gives_back_its_intact_records_and_is_kept_as_a_copy(tmp_path):
+    from core.journal import scan
+
+    p = _project(tmp_path)
+    m = p.load_mask("img0")
+    for i in range(4):
+        m.paint((3 + 5 * i, 5), i % 3, radius=1)
+    assert p.flush_journals(10)
+    jpath = p.journal_path("img0")
+    data = bytearray(jpath.read_bytes())
+    spans, _ = scan(bytes(data))
+    data[spans[1][0] + spans[1][1] - 6] ^= 0xFF  # damage the content of the second of four records
+    p.close()
+    jpath.write_bytes(bytes(data))
+    q = Project.open(p.root)
+    assert q.recoverable() == ["img0"]
+    result = q.recover("img0")
+    assert result.records == 3 and "bad checksum" in result.note and ".img0.journal.damaged" in result.note
+    got = result.mask.data
+    assert got[3, 5] == 0 and got[8, 5] == 255 and got[13, 5] == 2 and got[18, 5] == 0  # all but the damaged one
+    q.save_mask("img0", result.mask)
+    assert not jpath.exists()  # applied ...
+    assert (p.masks_dir / ".img0.journal.damaged").read_bytes() == bytes(data)  # ... and the original kept
+    q.close()
