@@ -1,6 +1,8 @@
 """Atomic file writes: temp file in the same folder, flush, fsync, os.replace.
 
-A failure at any point leaves the previous file untouched and no temp file behind."""
+A failure at any point leaves the previous file untouched and no temp file behind.
+:func:`atomic_write` raises the OSError as it comes; :func:`atomic_save` turns it into a
+:class:`core.errors.WriteError` that names the file and what it holds (what the user sees)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
+
+from core.errors import WriteError
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -67,3 +71,23 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_error(path: str | Path, exc: OSError, what: str) -> WriteError:
+    """The user-facing error for a failed save of ``path`` (``what``: "the project file", ...)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"{path}: could not save {what}: {reason}; the previous file is unchanged", path, exc.errno)
+
+
+def atomic_save(path: str | Path, data: bytes | str | Callable[[IO[bytes]], None], *, what: str = "the file") -> None:
+    """:func:`atomic_write` of bytes, text (UTF-8) or a writer callable; a failure raises
+    :class:`~core.errors.WriteError` naming the file (and nothing on disk changes)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    write = data if callable(data) else (lambda f, b=data: f.write(b))
+    try:
+        atomic_write(path, write)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise write_error(path, exc, what) from exc

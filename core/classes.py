@@ -80,9 +80,11 @@ class ClassTable:
             raise ValueError(f"{path}: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        from core.atomic import atomic_write_text
+        """Write the table atomically; :class:`~core.errors.WriteError` naming the file when the
+        disk refuses (the previous file is unchanged)."""
+        from core.atomic import atomic_save
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_save(path, json.dumps(self.to_dict(), indent=1) + "\n", what="the class table")
 
     def palette(self) -> np.ndarray:
         """(256, 3) uint8 lookup table: class colours, black elsewhere (255 = ignore)."""

@@ -18,9 +18,18 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "write the synthetic demo data set (images, masks, classes, train/val lists)", _configure)
 def run(args: argparse.Namespace) -> int:
-    from core.data.synthetic import write_demo_project
+    from pathlib import Path
+
+    from core.data.synthetic import DEMO_MARKER, write_demo_project
+    from core.project_lock import ProjectLock
 
     h, w = args.size
-    root = write_demo_project(args.dir, n_train=args.train, n_val=args.val, size=(h, w), seed=args.seed)
+    # regenerating an earlier demo project writes into it: not while a program has it open
+    lock = ProjectLock.acquire(args.dir) if (Path(args.dir) / DEMO_MARKER).is_file() else None
+    try:
+        root = write_demo_project(args.dir, n_train=args.train, n_val=args.val, size=(h, w), seed=args.seed)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"wrote {args.train} training and {args.val} validation scenes of {h}x{w} to {root}")
     return 0

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from core.atomic import atomic_write_bytes
-    from core.data.io import read_image, write_mask
+    from core.data.io import read_image_checked, write_mask
     from core.errors import StudioError
 
     if not 0.0 <= args.alpha <= 1.0:
@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     with progress(len(paths), "predict", quiet=args.quiet, unit="img") as bar:
         for path in paths:
             try:
-                image = read_image(path)
+                image, damage = read_image_checked(path)
+                for warning in damage:  # decoded anyway: say that part of it may be missing
+                    say(f"warning: {warning}", err=True)
             except (StudioError, OSError) as exc:
                 failed += 1
                 say(f"error: {exc}", err=True)

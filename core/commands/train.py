@@ -433,8 +433,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         _check_out(args.out)
     info = init_distributed(cfg.device)
     main = info.is_main
+    project = None
     try:
-        project = Project.open(args.project)
+        # the project is written (locked) only by the process that adds the model; the others read
+        project = Project.open(args.project, read_only=not (args.add_to_project and main))
         source = args.model
         if not source:
             current = project.current_checkpoint
@@ -471,4 +473,6 @@ def run_finetune(args: argparse.Namespace) -> int:
             print(f"added model {entry.id} to the project: {entry.path}")
         return 130 if result.cancelled else 0
     finally:
+        if project is not None:
+            project.close()
         shutdown_distributed()

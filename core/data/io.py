@@ -6,6 +6,13 @@ read and the pixel count checked against a cap (decompression bombs), and JPEG /
 are checked for their end marker: OpenCV versions differ in what they do with a truncated
 file (some fill the missing part with grey), so truncation is detected here, not by them.
 
+JPEG data can be damaged in ways that still decode: libjpeg then fills or guesses the missing
+part and only prints a warning ("Corrupt JPEG data: premature end of data segment", "...
+extraneous bytes before marker ...") to the C stderr, which OpenCV does not report. Those
+warnings are captured here (stderr is redirected around the decode, under a lock, and anything
+else written there meanwhile is passed on) and returned by :func:`read_image_checked`;
+:func:`read_image` logs them.
+
 Masks are read with Pillow, which hands back the indices of palette PNGs (OpenCV would
 expand them to colours), and written as palette PNGs through :mod:`core.atomic`.
 """
@@ -13,10 +20,16 @@ expand them to colours), and written as palette PNGs through :mod:`core.atomic`.
 from __future__ import annotations
 
 import io
+import logging
+import os
+import re
 import struct
+import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
@@ -24,10 +37,12 @@ from PIL import Image, UnidentifiedImageError
 
 from core.atomic import atomic_write
 from core.classes import ClassTable
-from core.errors import ImageReadError, MaskError
+from core.errors import ImageReadError, MaskError, MaskWriteError
 
-__all__ = ["MAX_PIXELS", "IMAGE_EXTENSIONS", "IGNORE", "read_image", "read_mask", "read_label_ids",
-           "write_mask", "image_size", "colors_to_ids"]
+__all__ = ["MAX_PIXELS", "IMAGE_EXTENSIONS", "IGNORE", "read_image", "read_image_checked", "DecodedImage",
+           "read_mask", "read_label_ids", "write_mask", "image_size", "image_info", "ImageInfo", "colors_to_ids"]
+
+log = logging.getLogger(__name__)
 
 MAX_PIXELS: int = 178_956_970  # the same as Pillow's hard limit (2 x Image.MAX_IMAGE_PIXELS)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -141,10 +156,15 @@ class _TooLarge(ValueError):
     pass
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image as :func:`read_image` would return it, read from the header only.
+class ImageInfo(NamedTuple):
+    format: str  # "PNG", "JPEG", or Pillow's name of the format ("TIFF", "WEBP", ...)
+    height: int  # as read_image returns it (EXIF quarter turns applied)
+    width: int
 
-    EXIF orientations 5-8 (quarter turns) swap H and W."""
+
+def image_info(path: str | Path) -> ImageInfo:
+    """The format and size of an image, read from the header only; ImageReadError when it is
+    not an image."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -156,8 +176,25 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except ValueError as exc:
-        raise ImageReadError(f"{path}: {exc}") from exc
-    return (head.width, head.height) if head.orientation >= 5 else (head.height, head.width)
+        raise ImageReadError(f"{path}: {_named(exc, path)}") from exc
+    h, w = (head.width, head.height) if head.orientation >= 5 else (head.height, head.width)
+    return ImageInfo(head.format, h, w)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image as :func:`read_image` would return it, read from the header only.
+
+    EXIF orientations 5-8 (quarter turns) swap H and W."""
+    info = image_info(path)
+    return info.height, info.width
+
+
+_FILE_OBJECT = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _named(exc: BaseException, path: Path) -> str:
+    """Pillow's message with the in-memory file object it was given replaced by the file's name."""
+    return _FILE_OBJECT.sub(lambda _m: repr(str(path.name)), str(exc))
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +278,7 @@ def _decode_checked(path: Path, data: np.ndarray, max_pixels: int, error: type[E
     except _TooLarge as exc:
         raise error(f"{path}: image too large: {exc}") from exc
     except ValueError as exc:
-        raise error(f"{path}: {exc}") from exc
+        raise error(f"{path}: {_named(exc, path)}") from exc
     _check_pixels(path, head, max_pixels, error)
     why = _truncation(head.format, raw)
     if why:
@@ -304,6 +341,105 @@ def _decode_pillow(raw: bytes) -> np.ndarray:
     return cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
+class DecodedImage(NamedTuple):
+    """An image and what its decoder said about damage in it (:func:`read_image_checked`)."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB, as read_image returns it
+    warnings: tuple[str, ...]  # one message per problem, naming the file; () for a clean decode
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.warnings)
+
+
+# libjpeg's warnings about the data itself (jerror.h JWRN_*): the decode went on and guessed
+_JPEG_DAMAGE = re.compile(r"^(Corrupt JPEG data\b.*|Premature end of JPEG file|Inconsistent progression sequence\b.*"
+                          r"|Invalid SOS parameters\b.*|Invalid JPEG file structure\b.*)$")
+_stderr_lock = threading.Lock()
+
+
+def _imdecode_capturing(data: np.ndarray) -> tuple[np.ndarray | None, str, list[str]]:
+    """cv2.imdecode with the C stderr captured: (array or None, OpenCV's error, libjpeg's damage
+    warnings). Other text written to stderr meanwhile (by any thread) is passed on afterwards."""
+    def decode() -> tuple[np.ndarray | None, str]:
+        try:
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED), "OpenCV could not decode it"  # depth, alpha kept
+        except cv2.error as exc:
+            text = str(exc).strip()
+            return None, text.splitlines()[-1] if text else "error"
+
+    with _stderr_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (a windowed program): nothing to capture
+            a, msg = decode()
+            return a, msg, []
+        try:
+            with tempfile.TemporaryFile() as tmp:
+                if sys.stderr is not None:
+                    try:
+                        sys.stderr.flush()
+                    except (OSError, ValueError):
+                        pass
+                os.dup2(tmp.fileno(), 2)
+                try:
+                    a, msg = decode()
+                finally:
+                    os.dup2(saved, 2)
+                tmp.seek(0)
+                captured = tmp.read(1 << 20).decode("utf-8", "replace")
+        except OSError:  # no temporary file: decode without capturing
+            a, msg = decode()
+            captured = ""
+        finally:
+            os.close(saved)
+    found, other = [], []
+    for line in captured.splitlines(keepends=True):
+        (found if _JPEG_DAMAGE.match(line.strip()) else other).append(line)
+    if other:
+        try:
+            os.write(2, "".join(other).encode("utf-8", "replace"))
+        except OSError:
+            pass
+    return a, msg, [f.strip() for f in found]
+
+
+def read_image_checked(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """:func:`read_image`, and what the decoder reported about damaged data that it decoded
+    anyway (a JPEG cut short with an end marker appended, bytes missing or extra in the middle
+    ...): such an image is returned, but part of it may be grey, smeared or shifted, and
+    ``warnings`` says so, naming the file. What no decoder notices cannot be reported (JPEG has
+    no checksum: some bit flips decode silently to wrong colours)."""
+    path = Path(path)
+    data = _read_bytes(path, ImageReadError)
+    head, raw = _decode_checked(path, data, max_pixels, ImageReadError)
+    damage: list[str] = []
+    if head.format == "JPEG":
+        a, cv_msg, damage = _imdecode_capturing(data)
+    else:
+        try:
+            a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # keeps depth and alpha; orientation is ours
+        except cv2.error as exc:
+            a = None
+            cv_msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
+        else:
+            cv_msg = "OpenCV could not decode it"
+    if a is None and head.format in ("PNG", "JPEG"):
+        # no second opinion: Pillow skips PNG CRCs and tolerates broken JPEG data
+        raise ImageReadError(f"{path}: cannot decode this {head.format} file: it is corrupt ({cv_msg})")
+    if a is None:
+        try:
+            a = _decode_pillow(raw)
+        except Exception as exc:  # noqa: BLE001 - both decoders refused; report both
+            raise ImageReadError(
+                f"{path}: cannot decode this {head.format} file: it is corrupt or an unsupported variant "
+                f"({cv_msg}; Pillow: {_named(exc, path)})") from exc
+    rgb = _orient(_to_rgb(a, path), head.orientation)
+    warns = tuple(f"{path}: the image data is damaged ({w}); it was decoded anyway, so part of the picture may "
+                  f"be missing or wrong" for w in dict.fromkeys(damage))
+    return DecodedImage(np.ascontiguousarray(rgb), warns)
+
+
 def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as an HxWx3 uint8 RGB array (C-contiguous).
 
@@ -315,30 +451,13 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     - the pixel count from the header is checked against ``max_pixels`` before decoding.
 
     Every failure (missing, empty, not an image, truncated, corrupt, unsupported, too large)
-    raises :class:`ImageReadError` naming the file and the problem. Nothing is written.
+    raises :class:`ImageReadError` naming the file and the problem. Nothing is written. Damaged
+    data that still decoded is logged as a warning; :func:`read_image_checked` returns it.
     """
-    path = Path(path)
-    data = _read_bytes(path, ImageReadError)
-    head, raw = _decode_checked(path, data, max_pixels, ImageReadError)
-    try:
-        a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # keeps depth and alpha; orientation is ours
-    except cv2.error as exc:
-        a = None
-        cv_msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
-    else:
-        cv_msg = "OpenCV could not decode it"
-    if a is None and head.format in ("PNG", "JPEG"):
-        # no second opinion: Pillow skips PNG CRCs and tolerates broken JPEG data
-        raise ImageReadError(f"{path}: cannot decode this {head.format} file: it is corrupt ({cv_msg})")
-    if a is None:
-        try:
-            a = _decode_pillow(raw)
-        except Exception as exc:  # noqa: BLE001 - both decoders refused; report both
-            raise ImageReadError(
-                f"{path}: cannot decode this {head.format} file: it is corrupt or an unsupported variant "
-                f"({cv_msg}; Pillow: {exc})") from exc
-    rgb = _orient(_to_rgb(a, path), head.orientation)
-    return np.ascontiguousarray(rgb)
+    decoded = read_image_checked(path, max_pixels=max_pixels)
+    for w in decoded.warnings:
+        log.warning("%s", w)
+    return decoded.image
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +468,10 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def _load_mask_array(path: Path) -> np.ndarray:
     """2-D uint8 ids (palette / grey / 16-bit grey PNG) or HxWx3 / HxWx4 uint8 colours."""
     data = _read_bytes(path, MaskError)
-    _head, raw = _decode_checked(path, data, MAX_PIXELS, MaskError)
+    head, raw = _decode_checked(path, data, MAX_PIXELS, MaskError)
+    if head.format == "JPEG":  # whatever its name says: lossy compression changes label ids
+        raise MaskError(f"{path}: a JPEG file, not a PNG: a mask must be a PNG (JPEG's lossy compression changes "
+                        f"the label ids)")
     try:
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
@@ -374,7 +496,7 @@ def _load_mask_array(path: Path) -> np.ndarray:
     except MaskError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError/SyntaxError/... for broken data
-        raise MaskError(f"{path}: cannot decode mask: {exc}") from exc
+        raise MaskError(f"{path}: cannot decode mask: {_named(exc, path)}") from exc
     raise MaskError(f"{path}: unsupported mask image mode {mode!r} (use a palette, greyscale or RGB PNG)")
 
 
@@ -480,4 +602,5 @@ def write_mask(path: str | Path, mask: np.ndarray, classes: ClassTable) -> None:
     try:
         atomic_write(path, lambda f: im.save(f, format="PNG"))
     except OSError as exc:
-        raise MaskError(f"{path}: cannot write the mask: {exc.strerror or exc}; the previous file is unchanged") from exc
+        raise MaskWriteError(f"{path}: cannot write the mask: {exc.strerror or exc}; the previous file is unchanged",
+                             path, exc.errno) from exc

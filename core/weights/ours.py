@@ -10,7 +10,7 @@ from typing import Any
 
 from safetensors.torch import save as safetensors_bytes
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_save
 from core.classes import ClassTable
 from core.config import ModelConfig
 from core.errors import CheckpointError
@@ -42,7 +42,7 @@ def save_checkpoint(path: str | Path, model: PSPNet, classes: ClassTable,
         "provenance": json.dumps(prov, default=str),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+    atomic_save(path, safetensors_bytes(tensors, metadata=metadata), what="the checkpoint")  # WriteError names it
 
 
 def is_ours(wf: WeightFile) -> bool:

@@ -323,6 +323,7 @@ def test_crash_journal_is_offered_for_recovery(qtbot, tiny_ckpt, project, tmp_pa
     w1.tool_settings.label = 4
     mouse_drag(w1, [(10, 10), (60, 40)])
     painted = w1.editor.mask.data.copy()
+    assert w1.editor.project.flush_journals(10)  # the journal's writer thread has the stroke on disk
     assert (project / "masks" / ".scene_0000.journal").exists() and not (project / "masks" / "scene_0000.png").exists()
     crashed = tmp_path / "crashed"
     shutil.copytree(project, crashed)  # the folder as a crash leaves it

@@ -397,3 +397,109 @@ def test_formats_opencv_lacks_are_decoded_by_pillow(tmp_path):
     p = _save(tmp_path / "a.tga", img)
     assert cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_UNCHANGED) is None  # really the fallback path
     np.testing.assert_array_equal(read_image(p), img)
+
+
+# ---- damaged data that still decodes --------------------------------------------------------
+
+
+def _photo_jpeg(path: Path, progressive: bool = False) -> bytes:
+    """A noisy 240x320 photo-like JPEG (real entropy-coded data, so damage has somewhere to go)."""
+    rng = np.random.default_rng(4)
+    img = cv2.GaussianBlur(_pattern(240, 320), (0, 0), 2)
+    img = np.clip(img.astype(np.int16) + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+    _save(path, img, "JPEG", quality=90, progressive=progressive)
+    return path.read_bytes()
+
+
+def _scan_start(data: bytes) -> int:
+    sos = data.find(b"\xff\xda")
+    return sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+
+
+def test_jpeg_damage_that_decodes_is_reported_not_silent(tmp_path, caplog):
+    """The issue's cases: a JPEG cut in half with an end marker appended (libjpeg fills the rest
+    with grey), extraneous bytes before the end marker, a progressive JPEG cut short; each one
+    decodes, with a warning naming the file that says part of it may be missing."""
+    from core.data.io import read_image_checked
+
+    good = _photo_jpeg(tmp_path / "good.jpg")
+    prog = _photo_jpeg(tmp_path / "prog.jpg", progressive=True)
+    start = _scan_start(good)
+    cases = {
+        "half.jpg": (good[: start + (len(good) - start) // 2] + b"\xff\xd9", "premature end of data segment"),
+        "extra.jpg": (good[:-2] + b"\x12\x34\x56" + b"\xff\xd9", "extraneous bytes before marker 0xd9"),
+        "prog_half.jpg": (prog[: len(prog) // 2] + b"\xff\xd9", "premature end of data segment"),
+    }
+    for name in ("good.jpg", "prog.jpg"):
+        clean = read_image_checked(tmp_path / name)
+        assert clean.warnings == () and not clean.damaged and clean.image.shape == (240, 320, 3)
+    for name, (data, phrase) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        image, warnings = read_image_checked(path)
+        assert image.shape == (240, 320, 3) and image.dtype == np.uint8
+        assert len(warnings) == 1, (name, warnings)
+        assert str(path) in warnings[0] and phrase in warnings[0] and "may be missing" in warnings[0], warnings
+        caplog.clear()
+        np.testing.assert_array_equal(read_image(path), image)  # read_image keeps working, and logs it
+        assert any(phrase in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    # the half JPEG really is damaged: its lower half is flat grey
+    half = read_image_checked(tmp_path / "half.jpg").image
+    assert half[-20:].std() < 1.0 and half[:20].std() > 5.0
+
+
+def test_capturing_decoder_warnings_leaves_stderr_working(tmp_path, capfd):
+    from core.data.io import read_image_checked
+
+    good = _photo_jpeg(tmp_path / "good.jpg")
+    (tmp_path / "half.jpg").write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    capfd.readouterr()
+    assert read_image_checked(tmp_path / "half.jpg").damaged
+    os.write(2, b"after the decode\n")
+    err = capfd.readouterr().err
+    assert err == "after the decode\n"  # the decoder's warning was taken, fd 2 is back
+
+
+def test_pillow_messages_name_the_file_not_a_bytesio(tmp_path):
+    """Pillow says "cannot identify image file <_io.BytesIO object at 0x...>" for data it gets
+    from memory; the message names the file instead."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    raw[29] ^= 0xFF  # the IHDR checksum: our header probe passes, Pillow refuses to identify it
+    p = tmp_path / "bad_mask.png"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(MaskError) as err:
+        read_mask(p, ClassTable.from_names(["a"]))
+    msg = str(err.value)
+    assert "BytesIO" not in msg and "0x" not in msg and msg.count("bad_mask.png") == 2, msg
+
+
+def test_predict_prints_a_warning_for_a_damaged_jpeg(tmp_path, capsys):
+    import core
+    from core.cli import main
+    from core.config import ModelConfig
+    from core.model import PSPNet
+
+    table = ClassTable.from_names(["a", "b", "c"])
+    ckpt = tmp_path / "tiny.safetensors"
+    core.save_checkpoint(ckpt, PSPNet(ModelConfig(depth=18, base_width=8, num_classes=3, head_channels=32,
+                                                  aux_channels=16, stem="deep")), table)
+    good = _photo_jpeg(tmp_path / "in" / "good.jpg")
+    (tmp_path / "in" / "half.jpg").write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(ckpt), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-q"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "half.jpg" in err[0] and "damaged" in err[0]
+    assert (tmp_path / "out" / "half.png").is_file() and (tmp_path / "out" / "good.png").is_file()
+
+
+def test_a_jpeg_is_never_read_as_a_mask(tmp_path):
+    """A grey JPEG would read as ids; saved as a mask .png it would be trusted. It is refused."""
+    grey = np.zeros((24, 32), np.uint8)
+    grey[:5] = 1
+    p = tmp_path / "mask.png"
+    p.write_bytes(cv2.imencode(".jpg", grey)[1].tobytes())
+    for read in (lambda: read_mask(p, ClassTable.from_names(["a", "b"])), lambda: read_label_ids(p)):
+        with pytest.raises(MaskError, match="mask.png: a JPEG file, not a PNG"):
+            read()
