@@ -46,7 +46,7 @@ PROJECT_FILE = "project.json"
 CLASSES_FILE = "classes.json"
 FORMAT = "pspnet-studio-project"
 FORMAT_VERSION = 1
-NO_MASK, MASK, UNREADABLE = "no mask", "mask", "unreadable mask"
+from core.constants import MASK, NO_MASK, UNREADABLE  # noqa: E402 (the mask states, single-sourced)
 _STALE_TEMP_S = 60.0  # atomic-write temp files older than this are leftovers of a crash
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from core.cli import command
 from core.commands._common import add_model_source, add_quiet, command_line, progress, say
+from core.errors import Cancelled
 from core.generators import run_to_end
 
 # option dest -> ModelConfig field (options default to None = "not given")
@@ -259,8 +260,9 @@ def _fmt_eta(seconds: float) -> str:
 
 
 def drive(gen: Any, cancel: threading.Event, steps: int, *, quiet: bool, main: bool) -> Any:
-    """Run a training generator to its end with a progress bar (rank 0 only); returns its TrainResult.
-    ``cancel`` is the event the generator was made with: Ctrl-C sets it."""
+    """Run a training generator to its end with a progress bar (rank 0 only); returns its result, or
+    when cancelled (``cancel`` is the event the generator was made with: Ctrl-C sets it) the
+    partial result the generator raised :class:`Cancelled` with."""
     bar = progress(steps, "train", quiet=quiet or not main, unit="step")
     bar.bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
@@ -277,6 +279,10 @@ def drive(gen: Any, cancel: threading.Event, steps: int, *, quiet: bool, main: b
     try:
         with _ctrl_c_cancels(cancel, main):
             return run_to_end(gen, show)
+    except Cancelled as exc:  # Ctrl-C: the weights of the last completed step (core/generators.py's rule)
+        if exc.partial is None:
+            raise
+        return exc.partial
     finally:
         bar.close()
 
