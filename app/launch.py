@@ -63,8 +63,8 @@ class Screenshot:
         c = self.window.controller
         if c.outcome is None:
             return False
-        if c.loaded is not None and c.loaded.provenance.get("source") == "demo training":
-            return False  # an intermediate demo snapshot: wait for the trained model
+        if self.window.demo is not None and self.window.demo.showing_snapshot():
+            return False  # an intermediate model of the demo training: wait for the trained one
         if self.view == "pyramid" and c.outcome.base.internals is not None and c.pyramid is None:
             return False
         return True

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     w.show()
     c = w.controller
     launcher = DemoLauncher(c, bundled=Path(model))
-    w.demo = launcher
+    w.set_demo(launcher)
     launcher.start(with_model=False)
     wait_for_signal(c.folderChanged)
     w.open_model(model)
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
-    w.editor.save_all_now()
+    saving = w.editor.save_all()
+    if saving is not None:
+        wait_for_signal(saving.done)
     w.close()
     app.quit()
     return 0
@@ -151,7 +153,7 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     import shutil
 
     import core
-    from app.retrain import RetrainOptions
+    from app.controllers.retrainer import RetrainOptions
     from app.settings import studio_home
 
     c = w.controller
@@ -174,19 +176,19 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     w.seg.set_opacity(0.35)
     w.tools_dock.raise_()
     names_ = demo.classes.names
-    w.act_tools["brush"].trigger()
+    w.act.tools["brush"].trigger()
     w.tool_settings.radius = 5
     for label, stroke in ((names_.index("road"), [(4, 100), (40, 99), (80, 101), (124, 100)]),
                           (names_.index("sky"), [(10, 8), (60, 12), (118, 10)]),
                           (names_.index("water"), [(20, 118), (60, 121), (100, 118)])):
         w.tool_settings.label = label
         _stroke(w, stroke)
-    w.act_tools["polygon"].trigger()
+    w.act.tools["polygon"].trigger()
     w.tool_settings.label = names_.index("building")
     for x, y in ((70, 30), (95, 30), (95, 70), (70, 70)):
         _stroke(w, [(x, y)])
     w.canvas_tools.tools["polygon"].commit(w.canvas_tools)
-    w.act_tools["brush"].trigger()
+    w.act.tools["brush"].trigger()
     w.tool_settings.label = names_.index("grass")
     _stroke(w, [(30, 80), (50, 84)])
     canvas = w.seg.canvas
@@ -195,7 +197,7 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     w.retrain_dock.raise_()
     w.retrain_panel.set_options(RetrainOptions(steps=steps, lr=0.01, batch=8, freeze_backbone=True,
                                                cache_features=True))
-    w.act_retrain.trigger()
+    w.act.retrain.trigger()
     wait_for_signal(w.retrainer.finished)
     wait_for_signal(w.retrainer.comparisonReady)
     _settle(c)

@@ -129,7 +129,7 @@ _EXPORTS: dict[str, str] = {
     "load_model_job": "core.jobs.models",
     "place_model_job": "core.jobs.models",
     "copy_model": "core.jobs.models",
-    "copy_model_job": "core.jobs.models",
+    "copy_loaded_job": "core.jobs.models",
     "as_loaded": "core.jobs.models",
     "Outcome": "core.jobs.outcome",
     "derive_outcome": "core.jobs.outcome",
@@ -230,7 +230,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         is_image as is_image, image_file_filter as image_file_filter)
     from core.jobs.models import (
         Predictors as Predictors, load_model_job as load_model_job, place_model_job as place_model_job,
-        copy_model as copy_model, copy_model_job as copy_model_job, as_loaded as as_loaded)
+        copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
         level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)

@@ -14,7 +14,9 @@ from typing import Any, Generator, Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-IGNORE = 255
+import core
+
+IGNORE = core.IGNORE  # the eraser paints it; training skips it
 MIN_RADIUS, MAX_RADIUS = 0, 300
 
 Drag = Generator[None, "ToolEvent", None]

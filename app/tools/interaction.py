@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 
 from app.tools import make_tools
 from app.tools.base import Drag, Tool, ToolEvent, ToolSettings
-from app.tools.layer import BrushOutline, PathPreview
+from app.tools.previews import BrushOutline, PathPreview
 
 log = logging.getLogger(__name__)
 

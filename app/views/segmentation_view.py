@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlide
                                QWidget)
 
 from app import colormaps
-from app.tools.layer import MaskLayer
+from app.views.mask_layer import MaskLayer
 from app.views.canvas import ImageCanvas
 import core
 

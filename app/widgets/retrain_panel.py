@@ -4,7 +4,7 @@ validation mIoU), the before/after agreement per corrected image, and the model 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGr
                                QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
-from app.retrain import Agreement, RetrainOptions, agreement_text
+import core
+from app.controllers.retrainer import RetrainOptions
 
 
 def _eta(seconds: float) -> str:
@@ -208,7 +209,7 @@ class RetrainPanel(QWidget):
     def show_status(self, text: str) -> None:
         self.status.setText(text[:1].upper() + text[1:] + " ...")
 
-    def add_record(self, rec: Any) -> None:
+    def add_record(self, rec: core.TrainProgress) -> None:
         """One core.TrainProgress: the bar, the ETA and the curves."""
         s = self.series
         if rec.val is not None:
@@ -243,7 +244,7 @@ class RetrainPanel(QWidget):
         self.status.setText(text)
 
     # ---- results -------------------------------------------------------------------------------------
-    def set_comparison(self, rows: Sequence[Agreement]) -> None:
+    def set_comparison(self, rows: Sequence[core.Agreement]) -> None:
         self.compare.setSortingEnabled(False)
         self.compare.setRowCount(len(rows))
         for r, a in enumerate(rows):
@@ -257,13 +258,13 @@ class RetrainPanel(QWidget):
             self.compare.setItem(r, 4, gain)
         self.compare.setSortingEnabled(True)
         self.compare.sortItems(4, Qt.SortOrder.DescendingOrder)
-        self.compare_label.setText(agreement_text(list(rows)))
+        self.compare_label.setText(core.agreement_text(list(rows)))
         self.tabs.setCurrentIndex(0)
 
-    def set_history(self, entries: Sequence[Any], current: str | None) -> None:
+    def set_history(self, entries: Sequence[core.CheckpointEntry], current: str | None) -> None:
         self.history.setRowCount(len(entries))
         for r, e in enumerate(reversed(list(entries))):  # newest first
-            miou = e.metrics.get("val_miou")
+            miou = e.metrics.get("val_miou", e.metrics.get("miou"))  # "miou": an older command-line record
             items = [QTableWidgetItem(e.id + ("  (in use)" if e.id == current else "")),
                      QTableWidgetItem(e.time.replace("T", " ")[:19]),
                      _NumberItem(f"{miou:.3f}" if isinstance(miou, (int, float)) else "-",

@@ -8,6 +8,7 @@ that move a model, and a copy made by :func:`copy_model` is what a job on anothe
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generator, Sequence
@@ -70,9 +71,10 @@ def copy_model(model: PSPNet) -> PSPNet:
     return copy.deepcopy(model).eval()
 
 
-def copy_model_job(model: PSPNet, *, cancel: Cancel = None) -> Generator[Progress, None, PSPNet]:
+def copy_loaded_job(loaded: LoadedModel, *, cancel: Cancel = None) -> Generator[Progress, None, LoadedModel]:
+    """The same LoadedModel with a copy of its model (run it where the model is not in use)."""
     yield Progress(fraction=0.0, message="copying the model")
-    return copy_model(model)
+    return dataclasses.replace(loaded, model=copy_model(loaded.model), sources=list(loaded.sources or []))
 
 
 def as_loaded(model: PSPNet, classes, provenance: dict, sources: Sequence[Path] = (), note: str = "") -> LoadedModel:

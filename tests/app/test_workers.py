@@ -32,7 +32,7 @@ def counting_job(n: int, delay: float, log: list, *, cancel):
             raise core.Cancelled("stopped")
         time.sleep(delay)
         log.append((i, threading.get_ident()))
-        yield (i + 1) / n
+        yield core.Progress(fraction=(i + 1) / n)
     return "done"
 
 
@@ -48,7 +48,7 @@ def test_runner_runs_jobs_one_at_a_time_off_the_gui_thread(qtbot):
     assert t1.result == "done" and t2.result == "done"
     assert [i for i, _ in log] == [0, 1, 2, 0, 1]  # serial: b started after a finished
     assert all(tid != threading.get_ident() for _, tid in log)
-    assert progress == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert [p.fraction for p in progress] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert runner.shutdown(5000) and not runner.busy
 
 
@@ -62,7 +62,7 @@ def test_cancel_stops_a_job_and_errors_are_reported(qtbot):
     assert len(log) < 1000 and task.result is None
 
     def failing(*, cancel):
-        yield 0.0
+        yield core.Progress()
         raise core.ImageReadError("x.png: truncated")
 
     bad = runner.submit("bad", failing)

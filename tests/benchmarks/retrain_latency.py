@@ -130,7 +130,7 @@ def window_run(ckpt: Path, steps: int | None, device: str) -> None:
         w.retrain_panel.set_options(RetrainOptions(steps=steps))
     opts = w.retrain_panel.options()
     t0 = time.perf_counter()
-    w.act_retrain.trigger()
+    w.act.retrain.trigger()
     spin_until(lambda: "new prediction shown" in marks or (not rt.running and "trained + saved" not in marks
                                                           and rt.task is not None and rt.task.is_finished))
     if "new prediction shown" not in marks:
