@@ -10,7 +10,7 @@ zooms to the most uncertain region of the shown image that has no label yet, the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -115,10 +115,10 @@ class Ranker(QObject):
             return None
         if self.rank_task is not None and not self.rank_task.is_finished:
             return self.rank_task
-        items: list[tuple[int, Path, Any]] = []
+        items: list[tuple[int, Path, np.ndarray | Path | None]] = []
         for i, e in enumerate(folder.entries):
             name = self.editor.name_of(e.path)
-            mask: Any = None
+            mask: np.ndarray | Path | None = None
             if name is not None and name in self.editor.masks:
                 mask = self.editor.masks[name].snapshot()[0]
             elif e.mask_path is not None:

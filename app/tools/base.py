@@ -111,7 +111,7 @@ class Context(Protocol):
     settings: ToolSettings
 
     @property
-    def mask(self) -> Any: ...  # core.LabelMask, or None when the image is read-only / not loaded
+    def mask(self) -> core.LabelMask | None: ...  # None when the image is read-only / not loaded
 
     @property
     def prediction(self) -> np.ndarray | None: ...  # (H, W) uint8 labels of the shown prediction

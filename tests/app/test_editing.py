@@ -5,7 +5,6 @@ prompt, read-only unreadable masks, the close prompt, and "what to correct next"
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import torch
 from PySide6.QtWidgets import QMessageBox
 
