@@ -2,7 +2,8 @@
 
 The rows (:class:`ImageEntry`: which image, its mask state, predicted or not, its uncertainty
 score) change only through :class:`ImageFolder`'s methods, and every change is a signal:
-``entryChanged(index)`` for one row, ``scoresChanged()`` after many scores changed at once. The
+``entryChanged(index)`` for one row, ``rowsChanged()`` after many rows changed at once (a new
+model clears every "predicted" and score; a ranking finished). The
 controller, the mask editor and the ranker call these methods; the image list shows the signals.
 Listing the folder (core.list_folder) reads no pixels.
 """
@@ -33,7 +34,7 @@ class ImageEntry:
 
 class ImageFolder(QObject):
     entryChanged = Signal(int)  # one row changed (index in ``entries``)
-    scoresChanged = Signal()  # many rows' scores changed (the list re-sorts)
+    rowsChanged = Signal()  # many rows changed (the list refills and re-sorts once)
 
     def __init__(self, listing: core.FolderListing, parent: QObject | None = None):
         super().__init__(parent)
@@ -96,9 +97,10 @@ class ImageFolder(QObject):
             self.entryChanged.emit(index)
 
     def clear_predicted(self) -> None:
-        for i, e in enumerate(self._entries):
-            if e.predicted:
-                self.set_predicted(i, False)
+        if any(e.predicted for e in self._entries):
+            for e in self._entries:
+                e.predicted = False
+            self.rowsChanged.emit()
 
     def set_mask_state(self, name: str, state: core.MaskState) -> None:
         """The mask of project image ``name`` was saved, or found unreadable."""
@@ -120,11 +122,11 @@ class ImageFolder(QObject):
             self.entryChanged.emit(index)
 
     def clear_scores(self) -> None:
-        changed = False
-        for i, e in enumerate(self._entries):
-            if e.score is not None:
+        if any(e.score is not None for e in self._entries):
+            for e in self._entries:
                 e.score = None
-                self.entryChanged.emit(i)
-                changed = True
-        if changed:
-            self.scoresChanged.emit()
+            self.rowsChanged.emit()
+
+    def scores_done(self) -> None:
+        """Many scores were set one by one (a ranking): the list re-sorts once."""
+        self.rowsChanged.emit()

@@ -138,7 +138,8 @@ def _mouse(widget, kind: str, pos, buttons: bool = True) -> None:
     QApplication.sendEvent(widget, ev)
 
 
-def _stroke(w, pixels) -> None:
+def drag(w, pixels) -> None:
+    """A mouse drag over image pixels (x, y) of the segmentation view."""
     canvas = w.seg.canvas
     vp = canvas.viewport()
     pts = [canvas.widget_pos_of_pixel(x, y) for x, y in pixels]
@@ -182,15 +183,15 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
                           (names_.index("sky"), [(10, 8), (60, 12), (118, 10)]),
                           (names_.index("water"), [(20, 118), (60, 121), (100, 118)])):
         w.tool_settings.label = label
-        _stroke(w, stroke)
+        drag(w, stroke)
     w.act.tools["polygon"].trigger()
     w.tool_settings.label = names_.index("building")
     for x, y in ((70, 30), (95, 30), (95, 70), (70, 70)):
-        _stroke(w, [(x, y)])
+        drag(w, [(x, y)])
     w.canvas_tools.tools["polygon"].commit(w.canvas_tools)
     w.act.tools["brush"].trigger()
     w.tool_settings.label = names_.index("grass")
-    _stroke(w, [(30, 80), (50, 84)])
+    drag(w, [(30, 80), (50, 84)])
     canvas = w.seg.canvas
     _mouse(canvas.viewport(), "move", canvas.widget_pos_of_pixel(58, 86), buttons=False)  # the brush outline
     w.retrain_dock.show()

@@ -156,6 +156,7 @@ _EXPORTS: dict[str, str] = {
     "record_finetune": "core.jobs.finetune_project",
     "history_metrics": "core.jobs.finetune_project",
     "auto_crop": "core.jobs.finetune_project",
+    "warm_up_training": "core.jobs.finetune_project",
     "Agreement": "core.jobs.compare",
     "compare_models": "core.jobs.compare",
     "agreement_summary": "core.jobs.compare",
@@ -243,7 +244,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.jobs.finetune_project import (
         FINETUNE_DEFAULTS as FINETUNE_DEFAULTS, finetune_config as finetune_config,
         finetune_project as finetune_project, ProjectFinetune as ProjectFinetune, record_finetune as record_finetune,
-        history_metrics as history_metrics, auto_crop as auto_crop)
+        history_metrics as history_metrics, auto_crop as auto_crop, warm_up_training as warm_up_training)
     from core.jobs.compare import (
         Agreement as Agreement, compare_models as compare_models, agreement_summary as agreement_summary,
         agreement_text as agreement_text)

@@ -99,6 +99,7 @@ class Controller(QObject):
         self._read_task: Task | None = None
         self._cache: OrderedDict[tuple, core.Outcome] = OrderedDict()
         self._switch: core.LevelSwitch | None = None  # of base_outcome, made on the first level switch
+        self._cache_gen = 0  # the model generation the cache holds predictions of
         self.last_timing: dict[str, float] = {}
         # correcting masks, retraining, what to correct next (each its own object; see their modules)
         self.editor = MaskEditor(self)
@@ -177,7 +178,8 @@ class Controller(QObject):
                  or str(loaded.provenance.get("source", "model")))
         self.message.emit(f"Model {names} loaded ({loaded.report.format}, {len(loaded.classes)} classes)")
         self.modelChanged.emit(loaded)
-        self._set_classes(loaded.classes)
+        if loaded.classes != self.classes:  # a model just fine-tuned keeps its table: no widget rebuilt
+            self._set_classes(loaded.classes)
         self.repredict()
 
     def _device_changed(self, device: str) -> None:
@@ -194,8 +196,6 @@ class Controller(QObject):
         self.disabled_levels = tuple(b for b in self.disabled_levels if b in self.bins)
         if self.folder is not None:
             self.folder.clear_predicted()
-
-    _cache_gen = 0
 
     def _set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes

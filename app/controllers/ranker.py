@@ -141,7 +141,7 @@ class Ranker(QObject):
 
         def finished() -> None:
             if c.folder is folder:
-                folder.scoresChanged.emit()
+                folder.scores_done()
             self.rankingFinished.emit()
 
         chain.progress.connect(progress)

@@ -161,6 +161,8 @@ class PyramidView(QWidget):
 
     # --- inputs ---
     def set_bins(self, bins: tuple[int, ...]) -> None:
+        if tuple(bins) == tuple(self.cards) and bins:
+            return  # the same levels (a model fine-tuned from this one): keep the cards
         for card in self.cards.values():
             self.levels_row.removeWidget(card)
             card.deleteLater()

@@ -7,7 +7,7 @@ import math
 from typing import Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout,
                                QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
@@ -15,6 +15,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGr
 
 import core
 from app.controllers.retrainer import RetrainOptions
+
+
+REDRAW_MS = 250  # the curves and the bar are redrawn at most this often
 
 
 def _eta(seconds: float) -> str:
@@ -126,6 +129,11 @@ class RetrainPanel(QWidget):
             p.hideButtons()
         self.val_plot.setLabel("bottom", "step")
         self.series: dict[str, list[float]] = {}
+        self._pending: core.TrainProgress | None = None  # the newest record not drawn yet
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
         self.clear_curves()
 
         # --- before / after and history
@@ -194,6 +202,7 @@ class RetrainPanel(QWidget):
 
     # ---- a run -------------------------------------------------------------------------------------
     def clear_curves(self) -> None:
+        self._pending = None
         self.series = {k: [] for k in ("step", "main", "aux", "lr", "val_step", "val")}
         for c in (self.main_curve, self.aux_curve, self.lr_curve, self.val_curve):
             c.setData([], [])
@@ -210,23 +219,37 @@ class RetrainPanel(QWidget):
         self.status.setText(text[:1].upper() + text[1:] + " ...")
 
     def add_record(self, rec: core.TrainProgress) -> None:
-        """One core.TrainProgress: the bar, the ETA and the curves."""
+        """One core.TrainProgress: kept at once; the bar, the ETA and the curves are drawn at most
+        every ``REDRAW_MS`` (redrawing three plots per step would keep the GUI thread busy)."""
         s = self.series
         if rec.val is not None:
             if not s["val_step"] or s["val_step"][-1] != rec.step:
                 s["val_step"].append(rec.step)
                 s["val"].append(float(rec.val.miou))
-                self.val_curve.setData(s["val_step"], s["val"])
-            self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
+        else:
+            s["step"].append(rec.step)
+            s["main"].append(rec.main_loss)
+            s["aux"].append(rec.aux_loss if rec.aux_loss is not None else math.nan)
+            s["lr"].append(rec.lr)
+        self._pending = rec
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def flush(self) -> None:
+        """Draw the records kept since the last redraw."""
+        self._redraw.stop()
+        rec, self._pending = self._pending, None
+        if rec is None:
             return
-        s["step"].append(rec.step)
-        s["main"].append(rec.main_loss)
-        s["aux"].append(rec.aux_loss if rec.aux_loss is not None else math.nan)
-        s["lr"].append(rec.lr)
+        s = self.series
+        self.val_curve.setData(s["val_step"], s["val"])
         self.main_curve.setData(s["step"], s["main"])
-        if rec.aux_loss is not None:
+        if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
+        if rec.val is not None:
+            self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
+            return
         self.progress.setRange(0, rec.steps)
         self.progress.setValue(rec.step)
         self.progress.setFormat(f"step %v/%m  ETA {_eta(rec.eta_s)}")
@@ -236,6 +259,7 @@ class RetrainPanel(QWidget):
 
     def finished(self, text: str, error: bool = False, short: str = "") -> None:
         """The run ended: ``text`` below the bar, ``short`` (done / cancelled / failed) in it."""
+        self.flush()
         if self.progress.maximum() <= 1 or error:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)

@@ -53,6 +53,18 @@ Origin = Literal["app", "command line"]
 _ORIGIN_TEXT = {"app": "in the app", "command line": "from the command line"}
 
 
+def warm_up_training(*, cancel: Cancel = None) -> Generator[Progress, None, None]:
+    """Import what the first training step imports (torch's optimizer step pulls in torch._dynamo:
+    about 2 s and 100,000 Python objects), so that a GUI can do it once, early, in the background,
+    and then freeze those objects out of the garbage collector's passes (each pass over them holds
+    the GIL for 100 ms and more)."""
+    yield Progress(fraction=0.0, message="preparing the training code")
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    p.sum().backward()
+    opt.step()
+
+
 def auto_crop(project: Project, limit: int = MAX_CROP) -> int:
     """A training crop that covers the labelled images (their longest side, a multiple of 8), at
     most ``limit`` and at least 64; ``limit`` when no labelled image can be measured."""
