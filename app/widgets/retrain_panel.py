@@ -130,6 +130,7 @@ class RetrainPanel(QWidget):
         self.val_plot.setLabel("bottom", "step")
         self.series: dict[str, list[float]] = {}
         self._pending: core.TrainProgress | None = None  # the newest record not drawn yet
+        self._last_step: core.TrainProgress | None = None  # the newest step (not validation) record
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(REDRAW_MS)
@@ -202,7 +203,7 @@ class RetrainPanel(QWidget):
 
     # ---- a run -------------------------------------------------------------------------------------
     def clear_curves(self) -> None:
-        self._pending = None
+        self._pending = self._last_step = None
         self.series = {k: [] for k in ("step", "main", "aux", "lr", "val_step", "val")}
         for c in (self.main_curve, self.aux_curve, self.lr_curve, self.val_curve):
             c.setData([], [])
@@ -231,6 +232,7 @@ class RetrainPanel(QWidget):
             s["main"].append(rec.main_loss)
             s["aux"].append(rec.aux_loss if rec.aux_loss is not None else math.nan)
             s["lr"].append(rec.lr)
+            self._last_step = rec
         self._pending = rec
         if not self._redraw.isActive():
             self._redraw.start()
@@ -247,12 +249,14 @@ class RetrainPanel(QWidget):
         if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
+        step = self._last_step
+        if step is not None:
+            self.progress.setRange(0, step.steps)
+            self.progress.setValue(step.step)
+            self.progress.setFormat(f"step %v/%m  ETA {_eta(step.eta_s)}")
         if rec.val is not None:
             self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
             return
-        self.progress.setRange(0, rec.steps)
-        self.progress.setValue(rec.step)
-        self.progress.setFormat(f"step %v/%m  ETA {_eta(rec.eta_s)}")
         aux = f", aux {rec.aux_loss:.3f}" if rec.aux_loss is not None else ""
         self.status.setText(f"Step {rec.step}/{rec.steps}: loss {rec.main_loss:.3f}{aux}, lr {rec.lr:.2g}, "
                             f"{rec.images_per_s:.1f} images/s" + (f" - {rec.message}" if rec.message else ""))
