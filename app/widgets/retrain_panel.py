@@ -17,7 +17,8 @@ import core
 from app.controllers.retrainer import RetrainOptions
 
 
-REDRAW_MS = 250  # the curves and the bar are redrawn at most this often
+REDRAW_MS = 0  # records that arrive in one pass of the event loop are drawn together (measured: a longer
+# interval did not shorten the GUI thread's stalls in tests/benchmarks/retrain_stall.py)
 
 
 def _eta(seconds: float) -> str:
@@ -220,8 +221,8 @@ class RetrainPanel(QWidget):
         self.status.setText(text[:1].upper() + text[1:] + " ...")
 
     def add_record(self, rec: core.TrainProgress) -> None:
-        """One core.TrainProgress: kept at once; the bar, the ETA and the curves are drawn at most
-        every ``REDRAW_MS`` (redrawing three plots per step would keep the GUI thread busy)."""
+        """One core.TrainProgress: kept at once; the bar, the ETA and the curves are drawn on the next
+        pass of the event loop (records queued together are drawn once)."""
         s = self.series
         if rec.val is not None:
             if not s["val_step"] or s["val_step"][-1] != rec.step:
@@ -244,11 +245,11 @@ class RetrainPanel(QWidget):
         if rec is None:
             return
         s = self.series
-        self.val_curve.setData(s["val_step"], s["val"])
         self.main_curve.setData(s["step"], s["main"])
         if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
+        self.val_curve.setData(s["val_step"], s["val"])
         step = self._last_step
         if step is not None:
             self.progress.setRange(0, step.steps)
