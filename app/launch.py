@@ -162,7 +162,8 @@ def run_gui(args: argparse.Namespace) -> int:
     # passes, which hold the GIL and would otherwise show as stalls of the GUI thread
     gc.collect()
     gc.freeze()
-    warm_up(window)
+    if not screenshot:
+        warm_up(window)
     shot = Screenshot(window, Path(screenshot), getattr(args, "view", "overlay") or "overlay") if screenshot else None
     code = app.exec()
     gc.unfreeze()
