@@ -170,7 +170,8 @@ class Chain(QObject):
     """Steps run one after another as one task. Each step is called (on the GUI thread) with the
     previous step's result and returns a :class:`Task` it submitted (its result goes on) or a
     plain value (goes on at once); an exception in a step fails the chain. Connect to the
-    signals, then :meth:`start`. ``progress`` relays every task's progress."""
+    signals, then :meth:`start`. ``progress`` relays every task's progress. Keep a reference while
+    it runs (give it no Qt parent: it goes, with what its steps held, when the reference does)."""
 
     progress = Signal(object)
     succeeded = Signal(object)
@@ -251,6 +252,8 @@ class Chain(QObject):
         if self._finished:
             return
         self._finished = True
+        self._steps = []  # let go of what the steps hold (models, data) as soon as the chain is done
+        self.current = None
         if self._cancelled or isinstance(self.error, core.Cancelled):
             self.cancelled.emit()
         elif self.error is not None:

@@ -130,7 +130,7 @@ class Ranker(QObject):
         # a copy of the model, made where the model lives, ranks beside the predictions of the shown image
         chain = Chain("rank images", [lambda _: c.models.copy(),
                                       lambda copy: c.background.submit("rank images", core.score_images, copy.model,
-                                                                       c.device, items, classes)], self)
+                                                                       c.device, items, classes)])
         self.rank_task = chain
 
         def progress(rec: core.Progress) -> None:

@@ -125,12 +125,13 @@ class Retrainer(QObject):
             self.status.emit("putting the new model in use")
             return c.set_model(result.loaded)  # predicts the shown image again once in use
 
-        chain = Chain("retrain", [lambda _: self.editor.save_all(), saved, copied, trained], self)
+        chain = Chain("retrain", [lambda _: self.editor.save_all(), saved, copied, trained])
         self.task = chain
         self.cancel_requested_at = None
         self.started_at = time.perf_counter()
         chain.progress.connect(lambda rec: chain is self.task and not chain.is_cancelled and self._progress(rec))
-        chain.succeeded.connect(lambda _: chain is self.task and self._succeeded(state["result"], state["before"]))
+        chain.succeeded.connect(lambda _: chain is self.task and self._succeeded(state.pop("result"), state.pop("before")))
+        chain.done.connect(state.clear)  # the starting copy is not kept after the run
         chain.failed.connect(lambda exc: chain is self.task and self.failed.emit(
             str(exc) if isinstance(exc, _Refused) else f"Retraining failed: {exc}"))
         chain.done.connect(lambda: self.historyChanged.emit())
@@ -169,8 +170,7 @@ class Retrainer(QObject):
         c, project = self.controller, self.project
         chain = Chain("compare models", [lambda _: c.models.copy(),
                                          lambda after: c.background.submit("compare models", core.compare_models,
-                                                                           before, after.model, project, c.device)],
-                      self)
+                                                                           before, after.model, project, c.device)])
         self.compare_task = chain
 
         def done(rows: list[core.Agreement]) -> None:

@@ -117,3 +117,24 @@ def test_masks_are_saved_off_the_gui_thread_before_a_retrain_and_on_close(qtbot,
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=20000)
     assert len(savers) == 2 and gui not in savers
     assert w.controller.shutdown(10000)
+
+
+def test_a_retrain_keeps_no_copy_of_the_model_when_it_is_done(qtbot, window, tiny_ckpt, corrected):
+    import gc
+
+    open_project(qtbot, window, tiny_ckpt, corrected)
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if type(o) is core.PSPNet}
+    rt = window.retrainer
+    window.retrain_panel.set_options(type(window.retrain_panel.options())(steps=2, batch=2, crop=96))
+    with qtbot.waitSignal(rt.comparisonReady, timeout=60000):
+        window.act.retrain.trigger()
+    qtbot.waitUntil(lambda: not window.controller.busy and not window.controller.background.busy, timeout=20000)
+    qtbot.wait(50)  # the runners let their last task go one round later
+    for runner in (window.controller.inference, window.controller.background, window.controller.io):
+        runner._retired = []
+    gc.collect()
+    new = [o for o in gc.get_objects() if type(o) is core.PSPNet and id(o) not in before]
+    # of the models the retrain made (the starting copy, the trained one, the copy for the
+    # comparison) only the one in use is left
+    assert new == [window.controller.loaded.model], len(new)
