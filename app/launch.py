@@ -63,8 +63,8 @@ class Screenshot:
         c = self.window.controller
         if c.outcome is None:
             return False
-        if c.loaded is not None and c.loaded.provenance.get("source") == "demo training":
-            return False  # an intermediate demo snapshot: wait for the trained model
+        if self.window.demo is not None and self.window.demo.showing_snapshot():
+            return False  # an intermediate model of the demo training: wait for the trained one
         if self.view == "pyramid" and c.outcome.base.internals is not None and c.pyramid is None:
             return False
         return True
@@ -143,6 +143,14 @@ def _demo_model_only(window) -> None:
         window.show_message("No model: open one with File > Open Model (Ctrl+M) or the demo (Ctrl+D)")
 
 
+def warm_up(window) -> None:
+    """Import the training code in the background now (the first Retrain would otherwise pay for it,
+    and the garbage collector's passes over its objects stall the GUI thread), then keep those
+    objects out of later passes too."""
+    task = window.controller.background.submit("prepare training", __import__("core").warm_up_training)
+    task.done.connect(gc.freeze)
+
+
 def run_gui(args: argparse.Namespace) -> int:
     screenshot = getattr(args, "screenshot", None)
     if screenshot and "QT_QPA_PLATFORM" not in os.environ:
@@ -154,6 +162,8 @@ def run_gui(args: argparse.Namespace) -> int:
     # passes, which hold the GIL and would otherwise show as stalls of the GUI thread
     gc.collect()
     gc.freeze()
+    if not screenshot:
+        warm_up(window)
     shot = Screenshot(window, Path(screenshot), getattr(args, "view", "overlay") or "overlay") if screenshot else None
     code = app.exec()
     gc.unfreeze()

@@ -1,34 +1,37 @@
-"""The main window: docks, menus, toolbar, status bar and the wiring between them.
+"""The main window: views, docks, status bar, and the wiring between them and the controllers.
 
-State lives in the :class:`~app.controller.Controller`; the views show what its signals carry.
+State lives in the controllers (app/controllers/); the views show what their signals carry.
+The window's commands are app/actions.py (``window.act``); the handlers here only move what a
+signal carries into widgets, and the prompts (recovery, unsaved masks on close, new project).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QUrl
-from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QProgressBar, QStyle, QTabWidget, QToolButton, QWidget)
+                               QProgressBar, QTabWidget, QToolButton, QWidget)
 
-from app.controller import Controller
-from app.correcting import CorrectingMixin
+import core
+from app.actions import Actions
+from app.controllers.controller import Controller, ShownImage
 from app.demo import DemoLauncher
-from app.folder import IMAGE_FILTER, is_image
+from app.image_folder import ImageFolder
 from app.settings import Settings
 from app.tools.base import ToolSettings
 from app.tools.interaction import CanvasTools
+from app.views.canvas import ImageCanvas
 from app.views.heads_view import HeadsView
 from app.views.pyramid_view import PyramidView
-from app.views.segmentation_view import MODES, SegmentationView, hover_text
+from app.views.segmentation_view import SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
 from app.widgets.model_panel import ModelPanel
 from app.widgets.retrain_panel import RetrainPanel
 from app.widgets.tool_panel import ToolPanel
-import core
 
 MODEL_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar"}
 MODEL_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt *.tar);;All files (*)"
@@ -36,7 +39,7 @@ VIEWS = ("overlay", "pyramid", "heads")
 ICON_DIR = Path(__file__).resolve().parent.parent / "resources" / "icons"
 
 
-class MainWindow(CorrectingMixin, QMainWindow):
+class MainWindow(QMainWindow):
     def __init__(self, controller: Controller | None = None, settings: Settings | None = None,
                  restore: bool = True):
         super().__init__()
@@ -51,6 +54,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.demo: DemoLauncher | None = None
         self.last_error = ""
         self._message = ""
+        self._closing_after_save = False  # a close waits for the masks' save (a job), then closes
         self.editor = controller.editor
         self.retrainer = controller.retrainer
         self.ranker = controller.ranker
@@ -78,18 +82,22 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.model_dock = self._dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
         self._status_bar()
-        self._actions()
-        self._edit_actions()
-        self.tool_panel = ToolPanel(self.tool_settings, self.act_tools,
-                                    [self.act_undo, self.act_redo, self.act_accept_all, self.act_save_masks])
-        self.retrain_panel = RetrainPanel(self.act_retrain, self.act_cancel_retrain)
+        self.recent_menus: dict[str, QMenu] = {}
+        self.device_menu: QMenu | None = None
+        self.act = Actions(self)
+        self.tool_panel = ToolPanel(self.tool_settings, self.act.tools, self.act.edit_buttons())
+        self.retrain_panel = RetrainPanel(self.act.retrain, self.act.cancel_retrain)
         self.tools_dock = self._dock("Tools", self.tool_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.retrain_dock = self._dock("Retrain", self.retrain_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.model_dock, self.retrain_dock)
         self.model_dock.raise_()
-        self._menus()
-        self._toolbar()
+        self.act.build_menus(self.menuBar())
+        tb = self.addToolBar("Main")
+        tb.setObjectName("toolbar_main")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.act.build_toolbar(tb)
         self._wire()
+        self._wire_editing()
         self.resize(1400, 900)
         self.persist = restore  # a window that did not restore the layout (screenshots) does not save it
         self.device_label.setText(core.device_name(self.controller.device))
@@ -135,154 +143,6 @@ class MainWindow(CorrectingMixin, QMainWindow):
         sb.addPermanentWidget(self.cancel_btn)
         sb.addPermanentWidget(self.device_label)
 
-    def _action(self, text: str, slot: Any = None, shortcut: Any = None, tip: str = "",
-                checkable: bool = False, icon: QStyle.StandardPixmap | None = None) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            seqs = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
-            act.setShortcuts([QKeySequence(s) for s in seqs])
-        if tip:
-            act.setStatusTip(tip)
-            act.setToolTip(f"{tip} ({act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
-                           if shortcut is not None else tip)
-        if icon is not None:
-            act.setIcon(self.style().standardIcon(icon))
-        act.setCheckable(checkable)
-        if slot is not None:
-            (act.toggled if checkable else act.triggered).connect(slot)
-        self.addAction(act)  # shortcuts work even with the menu bar hidden
-        return act
-
-    def _actions(self) -> None:
-        sp = QStyle.StandardPixmap
-        a = self._action
-        self.act_open_image = a("&Open Image...", self.open_image_dialog, QKeySequence.StandardKey.Open,
-                                "Open an image", icon=sp.SP_FileIcon)
-        self.act_open_folder = a("Open &Folder or Project...", self.open_folder_dialog, "Ctrl+Shift+O",
-                                 "Open a folder of images or a project", icon=sp.SP_DirOpenIcon)
-        self.act_open_model = a("Open &Model...", self.open_model_dialog, "Ctrl+M",
-                                "Open a checkpoint (ours, torchvision, semseg, CSAIL encoder + decoder, mmseg)",
-                                icon=sp.SP_DriveHDIcon)
-        self.act_demo = a("Open &Demo Project", self.open_demo, "Ctrl+D", "Open the built-in demo project")
-        self.act_new_project = a("&New Project...", self.new_project_dialog, "Ctrl+N",
-                                 "Make a project (images/, masks/, model history) of the open folder's images or "
-                                 "of chosen images, with the model's classes, to correct masks in")
-        self.act_screenshot = a("Save &Screenshot...", self.save_screenshot_dialog, "Ctrl+Shift+S",
-                                "Save the window as a PNG image")
-        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit, "Quit PSPNet Studio")
-
-        self.act_views = []
-        for i, name in enumerate(("&Segmentation", "&Pyramid Levels", "Main vs &Aux Head")):
-            self.act_views.append(a(name, lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}",
-                                    f"Show the {name.replace('&', '').lower()} view"))
-        self.mode_group = QActionGroup(self)
-        self.act_modes = {}
-        for i, (key, text) in enumerate(MODES.items()):
-            act = a(text, None, f"Alt+{i + 1}", f"Overlay: {text.lower()}", checkable=True)
-            act.triggered.connect(lambda _=False, k=key: self.seg.set_mode(k))
-            self.mode_group.addAction(act)
-            self.act_modes[key] = act
-        self.act_modes["labels"].setChecked(True)
-        self.act_overlay = a("Show &Overlay", self.seg.set_overlay_visible, "O", "Show or hide the overlay",
-                             checkable=True)
-        self.act_overlay.setChecked(True)
-        self.act_more_opaque = a("More Opaque", lambda: self._nudge_opacity(0.1), "Ctrl+]", "Overlay opacity up")
-        self.act_less_opaque = a("More Transparent", lambda: self._nudge_opacity(-0.1), "Ctrl+[",
-                                 "Overlay opacity down")
-        self.act_zoom_in = a("Zoom &In", lambda: self._canvas().zoom(1.25), QKeySequence.StandardKey.ZoomIn,
-                             "Zoom in")
-        self.act_zoom_out = a("Zoom O&ut", lambda: self._canvas().zoom(0.8), QKeySequence.StandardKey.ZoomOut,
-                              "Zoom out")
-        self.act_fit = a("&Fit to Window", lambda: self._canvas().fit(), "Ctrl+0", "Fit the image to the view")
-
-        self.act_next = a("&Next Image", lambda: self.controller.step_image(1), ["PgDown", "Ctrl+Right"],
-                          "Open the next image of the list", icon=sp.SP_ArrowForward)
-        self.act_prev = a("&Previous Image", lambda: self.controller.step_image(-1), ["PgUp", "Ctrl+Left"],
-                          "Open the previous image of the list", icon=sp.SP_ArrowBack)
-        self.act_predict = a("P&redict Again", self._repredict, "F5", "Run the model on the image again",
-                             icon=sp.SP_BrowserReload)
-        self.act_cancel = a("&Cancel", self.controller.cancel, "Esc", "Cancel the running prediction",
-                            icon=sp.SP_BrowserStop)
-        self.act_all_levels = a("All Pyramid &Levels On", lambda: self.controller.set_disabled_levels(()),
-                                "Ctrl+L", "Switch every pyramid level back on")
-        self.act_train_demo = a("&Train Demo Model", self.train_demo_model, None,
-                                "Train the demo model again on the demo project, in the background")
-        self.act_shortcuts = a("&Keyboard Shortcuts", self.show_shortcuts, "F1", "List the keyboard shortcuts")
-        self.act_about = a("&About PSPNet Studio", self.show_about)
-
-    def _menus(self) -> None:
-        mb = self.menuBar()
-        m = mb.addMenu("&File")
-        m.addActions([self.act_open_image, self.act_open_folder, self.act_open_model, self.act_new_project])
-        self.recent_menus = {}
-        for kind, title in (("images", "Recent &Images"), ("folders", "Recent F&olders"), ("models", "Recent Mo&dels")):
-            sub = m.addMenu(title)
-            sub.aboutToShow.connect(lambda k=kind, s=sub: self._fill_recent(k, s))
-            self.recent_menus[kind] = sub
-        m.addSeparator()
-        m.addAction(self.act_demo)
-        m.addAction(self.act_screenshot)
-        m.addSeparator()
-        m.addAction(self.act_quit)
-
-        m = mb.addMenu("&Edit")
-        m.addActions([self.act_undo, self.act_redo])
-        m.addSeparator()
-        m.addActions(list(self.act_tools.values()))
-        m.addSeparator()
-        classes = m.addMenu("&Class")
-        classes.addActions(self.act_classes)
-        m.addActions([self.act_brush_smaller, self.act_brush_larger, self.act_preserve])
-        m.addSeparator()
-        m.addActions([self.act_accept_all, self.act_save_masks])
-
-        m = mb.addMenu("&View")
-        m.addActions(self.act_views)
-        m.addSeparator()
-        m.addActions(list(self.act_modes.values()))
-        m.addSeparator()
-        m.addActions([self.act_overlay, self.act_show_mask, self.act_more_opaque, self.act_less_opaque])
-        m.addSeparator()
-        m.addActions([self.act_zoom_in, self.act_zoom_out, self.act_fit])
-        m.addSeparator()
-        panels = m.addMenu("&Panels")
-        for dock in (self.images_dock, self.tools_dock, self.legend_dock, self.model_dock, self.retrain_dock):
-            panels.addAction(dock.toggleViewAction())
-
-        m = mb.addMenu("&Image")
-        m.addActions([self.act_prev, self.act_next, self.act_predict, self.act_cancel])
-        m.addSeparator()
-        m.addActions([self.act_next_region, self.act_rank])
-
-        m = mb.addMenu("&Model")
-        m.addAction(self.act_open_model)
-        self.device_menu = m.addMenu("&Device")
-        self.device_group = QActionGroup(self)
-        for d in core.available_devices():
-            act = QAction(core.device_name(d), self, checkable=True)
-            act.setData(d)
-            act.triggered.connect(lambda _=False, dev=d: self.controller.set_device(dev))
-            self.device_group.addAction(act)
-            self.device_menu.addAction(act)
-        m.addAction(self.act_all_levels)
-        m.addSeparator()
-        m.addActions([self.act_retrain, self.act_cancel_retrain])
-        m.addSeparator()
-        m.addAction(self.act_train_demo)
-
-        m = mb.addMenu("&Help")
-        m.addActions([self.act_shortcuts, self.act_about])
-
-    def _toolbar(self) -> None:
-        tb = self.addToolBar("Main")
-        tb.setObjectName("toolbar_main")
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tb.addActions([self.act_open_image, self.act_open_folder, self.act_open_model])
-        tb.addSeparator()
-        tb.addActions([self.act_prev, self.act_next, self.act_predict, self.act_cancel])
-        tb.addSeparator()
-        tb.addActions([self.act_undo, self.act_redo, self.act_next_region, self.act_retrain])
-
     def _wire(self) -> None:
         c = self.controller
         c.message.connect(self.show_message)
@@ -291,9 +151,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         c.modelChanged.connect(self._model_changed)
         c.deviceChanged.connect(self._device_changed)
         c.classesChanged.connect(self._classes_changed)
-        c.folderChanged.connect(self.image_list.set_folder)
-        c.folderChanged.connect(lambda f: self.settings.add_recent("folders", str(f.root)))
-        c.entryChanged.connect(self.image_list.update_entry)
+        c.folderChanged.connect(self._folder_changed)
         c.imageChanged.connect(self._image_changed)
         c.predictionStarted.connect(self._prediction_started)
         c.predictionProgress.connect(self._prediction_progress)
@@ -309,11 +167,38 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.pyramid.levelToggled.connect(c.set_level_enabled)
         self.pyramid.allOnRequested.connect(lambda: c.set_disabled_levels(()))
         self.seg.hovered.connect(self._hovered)
-        self.seg.modeChanged.connect(lambda m: self.act_modes[m].setChecked(True))
-        self.seg.show_box.toggled.connect(self.act_overlay.setChecked)
+        self.seg.modeChanged.connect(lambda m: self.act.modes[m].setChecked(True))
+        self.seg.show_box.toggled.connect(self.act.overlay.setChecked)
+        self.seg.mask_box.toggled.connect(self.act.show_mask.setChecked)
         self.cancel_btn.clicked.connect(c.cancel)
         self.tabs.currentChanged.connect(lambda _: self._pyramid_shown())
-        self._wire_editing()
+
+    def _wire_editing(self) -> None:
+        ed, rt, rk, tools = self.editor, self.retrainer, self.ranker, self.canvas_tools
+        ed.regionChanged.connect(self.seg.update_mask_region)
+        ed.historyChanged.connect(self._history_changed)
+        ed.dirtyChanged.connect(self._dirty_changed)
+        ed.message.connect(self.show_message)
+        ed.error.connect(self.show_error)
+        ed.recovery_handler = self.ask_recovery
+        tools.notice.connect(self.show_message)
+        tools.toolChanged.connect(lambda n: self.act.tools[n].setChecked(True))
+        tools.toolChanged.connect(lambda n: n != "pan" and self.tabs.setCurrentWidget(self.seg))
+        self.tool_settings.changed.connect(lambda: self.act.preserve.setChecked(self.tool_settings.preserve))
+        self.tool_settings.labelChanged.connect(self._label_changed)
+        rt.started.connect(self._retrain_started)
+        rt.progress.connect(self.retrain_panel.add_record)
+        rt.status.connect(self.retrain_panel.show_status)
+        rt.finished.connect(self._retrain_finished)
+        rt.cancelled.connect(lambda: self._retrain_done("Cancelled: the previous model stays in use"))
+        rt.failed.connect(lambda text: self._retrain_done(text, error=True))
+        rt.comparisonReady.connect(self._comparison_ready)
+        rt.historyChanged.connect(self._refresh_history)
+        self.retrain_panel.restoreRequested.connect(rt.restore)
+        self.retrain_panel.imageRequested.connect(self._open_project_image)
+        rk.regionRequested.connect(self.zoom_to_region)
+        rk.rankingProgress.connect(lambda done, n: self.show_message(f"Ranking images by uncertainty: {done}/{n}"))
+        rk.message.connect(self.show_message)
 
     # ------------------------------------------------------------------------------------------
     # settings
@@ -335,7 +220,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.settings.set("view/tab", self.tabs.currentIndex())
         self.settings.sync()
 
-    def _fill_recent(self, kind: str, menu: QMenu) -> None:
+    def fill_recent(self, kind: str, menu: QMenu) -> None:
         menu.clear()
         items = self.settings.recent(kind)
         for entry in items:
@@ -372,14 +257,19 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.settings.add_recent("models", "\n".join(str(Path(p).resolve()) for p in paths))
         self.controller.open_model(paths)
 
+    def set_demo(self, demo: DemoLauncher) -> DemoLauncher:
+        """Use ``demo`` for the built-in demo: its training shows in the status bar."""
+        self.demo = demo
+        demo.trainingStarted.connect(self._training_started)
+        demo.trainingProgress.connect(self._training_progress)
+        demo.trainingFinished.connect(self._training_finished)
+        demo.failed.connect(self.show_error)
+        demo.failed.connect(lambda _: self._training_finished(""))
+        return demo
+
     def open_demo(self, with_model: bool | None = None) -> DemoLauncher:
         if self.demo is None:
-            self.demo = DemoLauncher(self.controller, parent=self)
-            self.demo.trainingStarted.connect(self._training_started)
-            self.demo.trainingProgress.connect(self._training_progress)
-            self.demo.trainingFinished.connect(self._training_finished)
-            self.demo.failed.connect(self.show_error)
-            self.demo.failed.connect(lambda _: self._training_finished(""))
+            self.set_demo(DemoLauncher(self.controller, parent=self))
         self.demo.start(with_model=self.controller.loaded is None if with_model is None else with_model)
         return self.demo
 
@@ -396,7 +286,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         return str(Path(recent[0].split("\n")[0]).parent) if recent else str(Path.home())
 
     def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._start_dir("images"), IMAGE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._start_dir("images"), core.image_file_filter())
         if path:
             self.open_image(path)
 
@@ -412,6 +302,24 @@ class MainWindow(CorrectingMixin, QMainWindow):
         if paths:
             self.open_model(paths)
 
+    def new_project_dialog(self) -> None:
+        classes = self.controller.current_classes()
+        if classes is None:
+            self.show_error("Open a model first: a new project takes the model's class table")
+            return
+        folder = self.controller.folder
+        images = [e.path for e in folder.entries] if folder is not None and not folder.is_project else []
+        if not images:
+            paths, _ = QFileDialog.getOpenFileNames(self, "Images for the new project", self._start_dir("images"),
+                                                    core.image_file_filter())
+            images = [Path(p) for p in paths]
+            if not images:
+                return
+        root = QFileDialog.getExistingDirectory(self, f"New project of {len(images)} images: an empty folder",
+                                                self._start_dir("folders"))
+        if root:
+            self.editor.create_project(root, classes, images)
+
     def save_screenshot(self, path: str | Path) -> bool:
         return self.grab().save(str(path), "PNG")
 
@@ -426,16 +334,16 @@ class MainWindow(CorrectingMixin, QMainWindow):
     def _local_paths(urls: Sequence[QUrl]) -> list[Path]:
         return [Path(u.toLocalFile()) for u in urls if u.isLocalFile()]
 
-    def dragEnterEvent(self, ev) -> None:  # noqa: N802
+    def dragEnterEvent(self, ev: QDragEnterEvent) -> None:  # noqa: N802
         if ev.mimeData().hasUrls() and self._local_paths(ev.mimeData().urls()):
             ev.acceptProposedAction()
         else:
             ev.ignore()
 
-    def dragMoveEvent(self, ev) -> None:  # noqa: N802
+    def dragMoveEvent(self, ev: QDragEnterEvent) -> None:  # noqa: N802
         self.dragEnterEvent(ev)
 
-    def dropEvent(self, ev) -> None:  # noqa: N802
+    def dropEvent(self, ev: QDropEvent) -> None:  # noqa: N802
         paths = self._local_paths(ev.mimeData().urls())
         if not paths:
             ev.ignore()
@@ -446,7 +354,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
     def open_paths(self, paths: Sequence[Path]) -> None:
         """What a drop does: checkpoints become the model, a folder the image list, an image is opened."""
         models = [p for p in paths if p.suffix.lower() in MODEL_SUFFIXES]
-        images = [p for p in paths if p.is_file() and is_image(p)]
+        images = [p for p in paths if p.is_file() and core.is_image(p)]
         folders = [p for p in paths if p.is_dir()]
         if models:
             self.open_model(models)
@@ -459,8 +367,8 @@ class MainWindow(CorrectingMixin, QMainWindow):
                             f"({', '.join(sorted(MODEL_SUFFIXES))})")
 
     # ------------------------------------------------------------------------------------------
-    # signal handlers
-    def _canvas(self):
+    # viewing: signal handlers
+    def current_canvas(self) -> ImageCanvas:
         w = self.tabs.currentWidget()
         if w is self.pyramid:
             return self.pyramid.result
@@ -468,13 +376,10 @@ class MainWindow(CorrectingMixin, QMainWindow):
             return self.heads.main
         return self.seg.canvas
 
-    def _nudge_opacity(self, delta: float) -> None:
+    def nudge_opacity(self, delta: float) -> None:
         self.seg.set_opacity(self.seg.opacity.value() / 100 + delta)
 
-    def _repredict(self) -> None:
-        self.controller.repredict(use_cache=False)
-
-    def _model_changed(self, loaded: Any) -> None:
+    def _model_changed(self, loaded: core.LoadedModel | None) -> None:
         self.model_panel.set_model(loaded)
         self.pyramid.set_bins(tuple(loaded.model.bins) if loaded is not None else ())
         self.pyramid.set_disabled(self.controller.disabled_levels)
@@ -484,10 +389,10 @@ class MainWindow(CorrectingMixin, QMainWindow):
             self.settings.set("model/device", device)
         self.model_panel.set_device(device)
         self.device_label.setText(core.device_name(device))
-        for act in self.device_group.actions():
+        for act in self.act.devices:
             act.setChecked(act.data() == device)
 
-    def _classes_changed(self, classes: Any) -> None:
+    def _classes_changed(self, classes: core.ClassTable) -> None:
         self.legend.set_classes(classes)
         self.tool_panel.set_classes(classes)
         for v in (self.seg, self.pyramid, self.heads):
@@ -495,19 +400,25 @@ class MainWindow(CorrectingMixin, QMainWindow):
         if self.controller.outcome is not None:
             self.legend.set_shares(self.controller.outcome.shares)
 
+    def _folder_changed(self, folder: ImageFolder) -> None:
+        self.image_list.set_folder(folder)
+        self.settings.add_recent("folders", str(folder.root))
+
     def _hidden_changed(self, hidden: set[int]) -> None:
         for v in (self.seg, self.pyramid, self.heads):
             v.set_hidden_classes(hidden)
 
-    def _image_changed(self, data: Any) -> None:
+    def _image_changed(self, shown: ShownImage) -> None:
+        """The photo and its editable mask, together."""
         for v in (self.seg, self.pyramid, self.heads):
-            v.set_image(data.image)
-        if self.editor.mask is not None:  # an image edited before: its mask was ready before the photo
-            self._mask_changed(self.editor.mask)
+            v.set_image(shown.image)
+        self.seg.set_mask(shown.mask.data if shown.mask is not None else None)
+        self.canvas_tools.set_mask(shown.mask, shown.reason)
         self.legend.set_shares(None)
         self.image_list.set_current(self.controller.current_index())
-        self.setWindowTitle(f"{data.path.name}[*] - PSPNet Studio")
+        self.setWindowTitle(f"{shown.path.name}[*] - PSPNet Studio")
         self.setWindowModified(self.editor.dirty)
+        self._history_changed()
 
     def _prediction_started(self) -> None:
         # busy until the first window is done (a single pass reports only its end)
@@ -525,7 +436,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
             self.progress.setFormat("Predicting %p %")
             self.progress.setValue(int(100 * value))
 
-    def _outcome_ready(self, outcome: Any) -> None:
+    def _outcome_ready(self, outcome: core.Outcome) -> None:
         for v in (self.seg, self.pyramid, self.heads):
             v.set_outcome(outcome)
         self.legend.set_shares(outcome.shares)
@@ -535,7 +446,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         if self.tabs.currentWidget() is self.pyramid:
             self.controller.prepare_levels()
 
-    def _hovered(self, px: Any) -> None:
+    def _hovered(self, px: tuple[int, int] | None) -> None:
         if px is None:
             self.info.setText(self._message)
             return
@@ -560,7 +471,7 @@ class MainWindow(CorrectingMixin, QMainWindow):
         self.train_progress.setValue(0)
         self.train_progress.setVisible(True)
 
-    def _training_progress(self, rec: Any) -> None:
+    def _training_progress(self, rec: core.TrainProgress) -> None:
         self.train_progress.setValue(rec.step)
         self.train_progress.setFormat(f"step %v/%m, loss {rec.loss:.2f}")
         self.train_label.setText(f"Training demo model, ETA {rec.eta_s:.0f} s")
@@ -585,7 +496,137 @@ class MainWindow(CorrectingMixin, QMainWindow):
                           "inside: the segmentation, the pyramid pooling levels, and the main and auxiliary heads.")
 
     # ------------------------------------------------------------------------------------------
-    def closeEvent(self, ev) -> None:  # noqa: N802
+    # mask editing: signal handlers
+    def choose_class(self, k: int) -> None:
+        n = self.tool_settings.num_classes
+        if k >= n:
+            self.show_message(f"There is no class {k} (the class table has {n})")
+            return
+        self.tool_settings.label = k
+        if self.canvas_tools.tool.name in ("pan", "eraser", "picker"):
+            self.canvas_tools.set_tool("brush")
+
+    def _label_changed(self, label: int) -> None:
+        classes = self.controller.current_classes()
+        name = classes.names[label] if classes is not None and label < len(classes) else str(label)
+        self.show_message(f"Painting class {label}: {name}")
+
+    def _history_changed(self) -> None:
+        ed = self.editor
+        m = ed.mask
+        self.act.undo.setEnabled(m is not None and m.can_undo)
+        self.act.redo.setEnabled(m is not None and m.can_redo)
+        self.act.accept_all.setEnabled(m is not None)
+        if m is None:
+            self.tool_panel.set_state(ed.reason or "no mask", error=ed.reason.startswith("read-only"))
+            self.canvas_tools.set_mask(None, ed.reason)
+            self.seg.set_mask(None)
+            return
+        state = "unsaved changes (autosave in 1.5 s)" if m.dirty else "saved"
+        self.tool_panel.set_state(f"{ed.name}: {state}; {m.undo_count} undo / {m.redo_count} redo steps")
+
+    def _dirty_changed(self, dirty: bool) -> None:
+        self.setWindowModified(dirty)
+        self._history_changed()
+
+    def zoom_to_region(self, region: core.RegionScore | tuple[int, int, int, int]) -> None:
+        y0, y1, x0, x1 = region.region if isinstance(region, core.RegionScore) else region
+        self.tabs.setCurrentWidget(self.seg)
+        self.seg.canvas.vb.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.3)
+
+    def _open_project_image(self, name: str) -> None:
+        project = self.editor.project
+        if project is not None:
+            try:
+                self.controller.open_image(project.image_path(name))
+            except core.StudioError as exc:
+                self.show_error(str(exc))
+
+    # --- retraining
+    def retrain(self) -> None:
+        self.retrain_dock.show()
+        self.retrain_dock.raise_()
+        self.retrainer.start(self.retrain_panel.options())
+
+    def _retrain_started(self, steps: int) -> None:
+        self.retrain_panel.started(steps)
+        self.act.retrain.setEnabled(False)
+        self.act.cancel_retrain.setEnabled(True)
+        self.show_message(f"Retraining on the corrections ({steps} steps) ...")
+
+    def _retrain_done(self, text: str, error: bool = False, short: str = "") -> None:
+        self.act.retrain.setEnabled(True)
+        self.act.cancel_retrain.setEnabled(False)
+        self.retrain_panel.finished(text, error, short or ("failed" if error else "cancelled"))
+        (self.show_error if error else self.show_message)(text)
+
+    def _retrain_finished(self, result: core.ProjectFinetune) -> None:
+        m = result.metrics.get("val_miou")
+        val = f", validation mIoU {m:.3f}" if isinstance(m, (int, float)) else ""
+        self._retrain_done(f"Model {result.entry.id} trained ({result.steps_done} steps, {result.seconds:.0f} s{val}) "
+                           "and in use; comparing with the previous model ...", short="done")
+
+    def _comparison_ready(self, rows: list[core.Agreement]) -> None:
+        self.retrain_panel.set_comparison(rows)
+        self.show_message(core.agreement_text(rows))
+
+    def _refresh_history(self) -> None:
+        self.retrain_panel.set_history(self.retrainer.history(), self.retrainer.current_id())
+
+    # --- prompts (tests replace ``ask``)
+    def ask(self, title: str, text: str, buttons: QMessageBox.StandardButton,
+            default: QMessageBox.StandardButton) -> QMessageBox.StandardButton:
+        return QMessageBox.question(self, title, text, buttons, default)
+
+    def ask_recovery(self, names: list[str]) -> bool:
+        """The project holds edits a crash did not save: recover them?"""
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        B = QMessageBox.StandardButton
+        answer = self.ask("Recover unsaved corrections",
+                          f"The last session ended before saving the corrections of {len(names)} image(s): "
+                          f"{shown}.\n\nRecover them? (Discard moves the edit journals aside.)",
+                          B.Yes | B.Discard, B.Yes)
+        return answer != B.Discard
+
+    def _unsaved_handled(self) -> bool:
+        """Closing: ask about unsaved masks. True = close now; False = stay open (cancelled, or the
+        masks are being saved by a job, after which the window closes itself)."""
+        ed = self.editor
+        if self._closing_after_save or not ed.dirty:
+            return not self._closing_after_save
+        names = ed.dirty_names()
+        B = QMessageBox.StandardButton
+        answer = self.ask("Unsaved corrections",
+                          f"The masks of {len(names)} image(s) have unsaved changes ({', '.join(names[:5])}). "
+                          "Save them before closing?", B.Save | B.Discard | B.Cancel, B.Save)
+        if answer == B.Cancel:
+            return False
+        if answer == B.Discard:
+            ed.discard_unsaved()
+            return True
+        task = ed.save_all()
+        if task is None:
+            return True
+        self._closing_after_save = True
+        self.show_message("Saving the masks before closing ...")
+
+        def saved(out: core.SavedMasks) -> None:
+            self._closing_after_save = False
+            if out.failed:
+                self.show_error("Could not save: " + "; ".join(f"{n}: {e}" for n, e in out.failed.items()))
+            else:
+                self.close()
+
+        def failed(exc: BaseException) -> None:
+            self._closing_after_save = False
+            self.show_error(f"Could not save: {exc}")
+
+        task.succeeded.connect(saved)
+        task.failed.connect(failed)
+        return False
+
+    # ------------------------------------------------------------------------------------------
+    def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802
         if not self._unsaved_handled():
             ev.ignore()
             return

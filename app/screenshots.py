@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     w.show()
     c = w.controller
     launcher = DemoLauncher(c, bundled=Path(model))
-    w.demo = launcher
+    w.set_demo(launcher)
     launcher.start(with_model=False)
     wait_for_signal(c.folderChanged)
     w.open_model(model)
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
-    w.editor.save_all_now()
+    saving = w.editor.save_all()
+    if saving is not None:
+        wait_for_signal(saving.done)
     w.close()
     app.quit()
     return 0
@@ -136,7 +138,8 @@ def _mouse(widget, kind: str, pos, buttons: bool = True) -> None:
     QApplication.sendEvent(widget, ev)
 
 
-def _stroke(w, pixels) -> None:
+def drag(w, pixels) -> None:
+    """A mouse drag over image pixels (x, y) of the segmentation view."""
     canvas = w.seg.canvas
     vp = canvas.viewport()
     pts = [canvas.widget_pos_of_pixel(x, y) for x, y in pixels]
@@ -151,7 +154,7 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     import shutil
 
     import core
-    from app.retrain import RetrainOptions
+    from app.controllers.retrainer import RetrainOptions
     from app.settings import studio_home
 
     c = w.controller
@@ -174,28 +177,28 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     w.seg.set_opacity(0.35)
     w.tools_dock.raise_()
     names_ = demo.classes.names
-    w.act_tools["brush"].trigger()
+    w.act.tools["brush"].trigger()
     w.tool_settings.radius = 5
     for label, stroke in ((names_.index("road"), [(4, 100), (40, 99), (80, 101), (124, 100)]),
                           (names_.index("sky"), [(10, 8), (60, 12), (118, 10)]),
                           (names_.index("water"), [(20, 118), (60, 121), (100, 118)])):
         w.tool_settings.label = label
-        _stroke(w, stroke)
-    w.act_tools["polygon"].trigger()
+        drag(w, stroke)
+    w.act.tools["polygon"].trigger()
     w.tool_settings.label = names_.index("building")
     for x, y in ((70, 30), (95, 30), (95, 70), (70, 70)):
-        _stroke(w, [(x, y)])
+        drag(w, [(x, y)])
     w.canvas_tools.tools["polygon"].commit(w.canvas_tools)
-    w.act_tools["brush"].trigger()
+    w.act.tools["brush"].trigger()
     w.tool_settings.label = names_.index("grass")
-    _stroke(w, [(30, 80), (50, 84)])
+    drag(w, [(30, 80), (50, 84)])
     canvas = w.seg.canvas
     _mouse(canvas.viewport(), "move", canvas.widget_pos_of_pixel(58, 86), buttons=False)  # the brush outline
     w.retrain_dock.show()
     w.retrain_dock.raise_()
     w.retrain_panel.set_options(RetrainOptions(steps=steps, lr=0.01, batch=8, freeze_backbone=True,
                                                cache_features=True))
-    w.act_retrain.trigger()
+    w.act.retrain.trigger()
     wait_for_signal(w.retrainer.finished)
     wait_for_signal(w.retrainer.comparisonReady)
     _settle(c)

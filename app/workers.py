@@ -6,14 +6,20 @@ never used by two threads at once. Each job is a superqt ``GeneratorWorker``: ev
 the generator is a progress report and a cancel point; the generator also gets a ``cancel``
 callable (core's generators check it between stages) so that a long step can stop early.
 
-Widgets are touched only from the signals of :class:`Task`, which live on the GUI thread.
+A :class:`Chain` runs jobs one after another, each on its own runner, as one task (save the
+masks, then copy the model, then fine-tune the copy): nothing waits on the GUI thread between
+them. Jobs follow core/generators.py's rule: they yield ``core.Progress`` and raise
+``core.Cancelled``.
+
+Widgets are touched only from the signals of :class:`Task` and :class:`Chain`, which live on
+the GUI thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Sequence
 
 from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 from superqt.utils import GeneratorWorker
@@ -26,8 +32,8 @@ JobFn = Callable[..., Generator[Any, Any, Any]]
 class Task(QObject):
     """One submitted job, seen from the GUI thread.
 
-    ``progress`` carries what the generator yields (a float 0..1, or any record such as
-    ``TrainProgress``); exactly one of ``succeeded`` / ``failed`` / ``cancelled`` follows, then
+    ``progress`` carries what the generator yields (a ``core.Progress``, or a subclass such as
+    ``core.TrainProgress``); exactly one of ``succeeded`` / ``failed`` / ``cancelled`` follows, then
     ``done``."""
 
     progress = Signal(object)
@@ -153,4 +159,105 @@ class TaskRunner(QObject):
         return self._pool.waitForDone(timeout_ms)
 
     def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the queue is empty: for shutdown, tests and scripts, never the GUI's handlers."""
         return self._pool.waitForDone(timeout_ms)
+
+
+Step = Callable[[Any], "Task | Any"]
+
+
+class Chain(QObject):
+    """Steps run one after another as one task. Each step is called (on the GUI thread) with the
+    previous step's result and returns a :class:`Task` it submitted (its result goes on) or a
+    plain value (goes on at once); an exception in a step fails the chain. Connect to the
+    signals, then :meth:`start`. ``progress`` relays every task's progress. Keep a reference while
+    it runs (give it no Qt parent: it goes, with what its steps held, when the reference does)."""
+
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)  # the exception
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, name: str, steps: Sequence[Step], parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self._steps = list(steps)
+        self._next = 0
+        self._cancelled = False
+        self._finished = False
+        self.current: Task | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self._finished
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
+    def start(self, value: Any = None) -> "Chain":
+        self._advance(value)
+        return self
+
+    def cancel(self) -> None:
+        """Stop: the running step is cancelled and no further step starts."""
+        if self._finished:
+            return
+        self._cancelled = True
+        if self.current is not None and not self.current.is_finished:
+            self.current.cancel()
+        else:
+            self._finish()
+
+    def _advance(self, value: Any) -> None:
+        while not self._finished:
+            if self._cancelled:
+                return self._finish()
+            if self._next >= len(self._steps):
+                self.result = value
+                return self._finish()
+            step = self._steps[self._next]
+            self._next += 1
+            try:
+                out = step(value)
+            except Exception as exc:  # noqa: BLE001 - reported through ``failed``
+                self.error = exc
+                return self._finish()
+            if not isinstance(out, Task):
+                value = out
+                continue
+            self.current = out
+            out.progress.connect(self._relay)
+            out.succeeded.connect(self._advance)
+            out.failed.connect(self._fail)
+            out.cancelled.connect(self._stopped)
+            return
+
+    def _relay(self, rec: Any) -> None:
+        if not self._cancelled:
+            self.progress.emit(rec)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self._finish()
+
+    def _stopped(self) -> None:
+        self._cancelled = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._steps = []  # let go of what the steps hold (models, data) as soon as the chain is done
+        self.current = None
+        if self._cancelled or isinstance(self.error, core.Cancelled):
+            self.cancelled.emit()
+        elif self.error is not None:
+            self.failed.emit(self.error)
+        else:
+            self.succeeded.emit(self.result)
+        self.done.emit()

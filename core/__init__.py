@@ -2,12 +2,14 @@
 
 Names are imported lazily (on first use), so ``import core`` stays cheap and a GUI that only
 needs the class table does not pay for every module. core never imports Qt, pyqtgraph or app.
+The ``TYPE_CHECKING`` block imports the same names for type checkers, so ``core.LoadedModel``
+is a real annotation in the app. Long jobs follow one rule: core/generators.py.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -121,7 +123,185 @@ _EXPORTS: dict[str, str] = {
     "uncertain_regions": "core.uncertainty",
     "rank_images": "core.uncertainty",
     "RegionScore": "core.uncertainty",
+    # jobs and their rule (core/generators.py), shared constants
+    "Progress": "core.generators",
+    "Cancel": "core.generators",
+    "is_cancelled": "core.generators",
+    "check_cancel": "core.generators",
+    "as_progress": "core.generators",
+    "relay": "core.generators",
+    "run_to_end": "core.generators",
+    "IGNORE": "core.constants",
+    "IMAGE_EXTENSIONS": "core.constants",
+    "MaskState": "core.constants",
+    "NO_MASK": "core.constants",
+    "MASK": "core.constants",
+    "UNREADABLE": "core.constants",
+    "MASK_STATES": "core.constants",
+    "SINGLE_PASS_PIXELS": "core.constants",
+    "SLIDING_CROP": "core.constants",
+    "single_pass": "core.constants",
+    # the jobs the app runs in its workers (core/jobs/)
+    "ImageData": "core.jobs.images",
+    "read_image_and_mask": "core.jobs.images",
+    "ListedImage": "core.jobs.images",
+    "FolderListing": "core.jobs.images",
+    "list_folder": "core.jobs.images",
+    "listing_of_image": "core.jobs.images",
+    "is_image": "core.jobs.images",
+    "image_file_filter": "core.jobs.images",
+    "Predictors": "core.jobs.models",
+    "load_model_job": "core.jobs.models",
+    "place_model_job": "core.jobs.models",
+    "copy_model": "core.jobs.models",
+    "copy_loaded_job": "core.jobs.models",
+    "as_loaded": "core.jobs.models",
+    "Outcome": "core.jobs.outcome",
+    "derive_outcome": "core.jobs.outcome",
+    "predict_outcome": "core.jobs.outcome",
+    "level_switch": "core.jobs.outcome",
+    "prepare_level_switch": "core.jobs.outcome",
+    "rerun_outcome": "core.jobs.outcome",
+    "LevelSummary": "core.jobs.pyramid_summary",
+    "PyramidSummary": "core.jobs.pyramid_summary",
+    "summarise_pyramid": "core.jobs.pyramid_summary",
+    "load_mask_job": "core.jobs.masks",
+    "save_mask_job": "core.jobs.masks",
+    "save_masks_job": "core.jobs.masks",
+    "SavedMasks": "core.jobs.masks",
+    "recoverable_job": "core.jobs.masks",
+    "recover_job": "core.jobs.masks",
+    "Recovery": "core.jobs.masks",
+    "create_project_job": "core.jobs.masks",
+    "restore_model_job": "core.jobs.masks",
+    "FINETUNE_DEFAULTS": "core.jobs.finetune_project",
+    "finetune_config": "core.jobs.finetune_project",
+    "finetune_project": "core.jobs.finetune_project",
+    "ProjectFinetune": "core.jobs.finetune_project",
+    "record_finetune": "core.jobs.finetune_project",
+    "history_metrics": "core.jobs.finetune_project",
+    "auto_crop": "core.jobs.finetune_project",
+    "warm_up_training": "core.jobs.finetune_project",
+    "Agreement": "core.jobs.compare",
+    "compare_models": "core.jobs.compare",
+    "agreement_summary": "core.jobs.compare",
+    "agreement_text": "core.jobs.compare",
+    "ImageUncertainty": "core.jobs.ranking",
+    "ScoredImage": "core.jobs.ranking",
+    "score_prediction": "core.jobs.ranking",
+    "uncertain_regions_job": "core.jobs.ranking",
+    "score_images": "core.jobs.ranking",
+    "ranked_indices": "core.jobs.ranking",
+    "DemoProgress": "core.jobs.demo_model",
+    "DEMO_PROJECT_PARAMS": "core.jobs.demo_model",
+    "ensure_demo_project": "core.jobs.demo_model",
+    "train_demo_model": "core.jobs.demo_model",
+    "demo_model_config": "core.jobs.demo_model",
+    "demo_train_config": "core.jobs.demo_model",
 }
+
+if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_architecture.py keeps them equal)
+    from core.config import ModelConfig as ModelConfig, save_config as save_config, load_config as load_config
+    from core.model import (
+        PSPNet as PSPNet, PSPNetOutput as PSPNetOutput, Internals as Internals, PyramidLevel as PyramidLevel)
+    from core.loss import pspnet_loss as pspnet_loss, LossParts as LossParts, IGNORE_INDEX as IGNORE_INDEX
+    from core.classes import ClassTable as ClassTable
+    from core.atomic import atomic_write as atomic_write, atomic_write_bytes as atomic_write_bytes
+    from core.errors import (
+        StudioError as StudioError, ImageReadError as ImageReadError, MaskError as MaskError,
+        DatasetError as DatasetError, CheckpointError as CheckpointError, TrainingError as TrainingError,
+        Cancelled as Cancelled)
+    from core.weights import (
+        load_model as load_model, save_checkpoint as save_checkpoint, LoadedModel as LoadedModel,
+        LoadReport as LoadReport, fetch_backbone_weights as fetch_backbone_weights, build_model as build_model,
+        load_backbone as load_backbone)
+    from core.data.io import (
+        read_image as read_image, read_mask as read_mask, write_mask as write_mask, image_size as image_size)
+    from core.data.datasets import open_dataset as open_dataset, SegmentationDataset as SegmentationDataset
+    from core.data.remap import ClassRemap as ClassRemap
+    from core.data.augment import TrainAugment as TrainAugment
+    from core.data.synthetic import (
+        write_demo_project as write_demo_project, generate_scene as generate_scene,
+        SYNTHETIC_CLASSES as SYNTHETIC_CLASSES)
+    from core.metrics import ConfusionMatrix as ConfusionMatrix, SegMetrics as SegMetrics
+    from core.infer import Predictor as Predictor, Prediction as Prediction
+    from core.training import (
+        TrainConfig as TrainConfig, TrainProgress as TrainProgress, TrainResult as TrainResult, train as train,
+        finetune as finetune)
+    from core.export import export_onnx as export_onnx
+    from core.labels import LabelMask as LabelMask, Region as Region, Edit as Edit
+    from core.journal import StrokeJournal as StrokeJournal
+    from core.project import (
+        Project as Project, ImageEntry as ImageEntry, CheckpointEntry as CheckpointEntry,
+        RecoveryResult as RecoveryResult, UnreadableMaskError as UnreadableMaskError)
+    from core.inspect import (
+        as_chw as as_chw, to_uint8 as to_uint8, channel_map as channel_map,
+        mean_abs_activation as mean_abs_activation, top_channels as top_channels, PCABasis as PCABasis,
+        fit_pca as fit_pca, pca_rgb as pca_rgb, ChangeMap as ChangeMap, change_map as change_map,
+        class_shares as class_shares, top_k_at as top_k_at, LevelSwitch as LevelSwitch,
+        available_devices as available_devices, device_name as device_name)
+    from core.uncertainty import (
+        uncertainty_map as uncertainty_map, image_score as image_score, uncertain_regions as uncertain_regions,
+        rank_images as rank_images, RegionScore as RegionScore)
+    from core.generators import (
+        Progress as Progress, Cancel as Cancel, is_cancelled as is_cancelled, check_cancel as check_cancel,
+        as_progress as as_progress, relay as relay, run_to_end as run_to_end)
+    from core.constants import (
+        IGNORE as IGNORE, IMAGE_EXTENSIONS as IMAGE_EXTENSIONS, MaskState as MaskState, NO_MASK as NO_MASK,
+        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES, SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS,
+        SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
+    from core.jobs.images import (
+        ImageData as ImageData, read_image_and_mask as read_image_and_mask, ListedImage as ListedImage,
+        FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
+        is_image as is_image, image_file_filter as image_file_filter)
+    from core.jobs.models import (
+        Predictors as Predictors, load_model_job as load_model_job, place_model_job as place_model_job,
+        copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
+    from core.jobs.outcome import (
+        Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
+        level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
+    from core.jobs.pyramid_summary import (
+        LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)
+    from core.jobs.masks import (
+        load_mask_job as load_mask_job, save_mask_job as save_mask_job, save_masks_job as save_masks_job,
+        SavedMasks as SavedMasks, recoverable_job as recoverable_job, recover_job as recover_job,
+        Recovery as Recovery, create_project_job as create_project_job, restore_model_job as restore_model_job)
+    from core.jobs.finetune_project import (
+        FINETUNE_DEFAULTS as FINETUNE_DEFAULTS, finetune_config as finetune_config,
+        finetune_project as finetune_project, ProjectFinetune as ProjectFinetune, record_finetune as record_finetune,
+        history_metrics as history_metrics, auto_crop as auto_crop, warm_up_training as warm_up_training)
+    from core.jobs.compare import (
+        Agreement as Agreement, compare_models as compare_models, agreement_summary as agreement_summary,
+        agreement_text as agreement_text)
+    from core.jobs.ranking import (
+        ImageUncertainty as ImageUncertainty, ScoredImage as ScoredImage, score_prediction as score_prediction,
+        uncertain_regions_job as uncertain_regions_job, score_images as score_images,
+        ranked_indices as ranked_indices)
+    from core.jobs.demo_model import (
+        DemoProgress as DemoProgress, DEMO_PROJECT_PARAMS as DEMO_PROJECT_PARAMS,
+        ensure_demo_project as ensure_demo_project, train_demo_model as train_demo_model,
+        demo_model_config as demo_model_config, demo_train_config as demo_train_config)
+    from core.errors import (
+        WriteError as WriteError, MaskWriteError as MaskWriteError, ProjectFileError as ProjectFileError,
+        ClassTableError as ClassTableError, ProjectLockedError as ProjectLockedError,
+        ReadOnlyProjectError as ReadOnlyProjectError)
+    from core.weights.unpickle import (
+        InertObject as InertObject)
+    from core.zoo import (
+        ZooEntry as ZooEntry, ZooError as ZooError, zoo_entries as zoo_entries, zoo_entry as zoo_entry,
+        fetch_model as fetch_model, install_model_files as install_model_files,
+        cached_model_files as cached_model_files, model_cache_dir as model_cache_dir)
+    from core.download import (
+        download_file as download_file, DownloadProgress as DownloadProgress, DownloadError as DownloadError)
+    from core.paths import (
+        app_data_dir as app_data_dir)
+    from core.data.io import (
+        read_image_checked as read_image_checked, DecodedImage as DecodedImage, image_info as image_info)
+    from core.journal import (
+        JournalStatus as JournalStatus)
+    from core.project_lock import (
+        LockHolder as LockHolder)
+
 
 __all__ = sorted(_EXPORTS)
 

@@ -31,7 +31,14 @@ class TrainingError(StudioError):
 
 
 class Cancelled(StudioError):
-    """A long job was cancelled by its caller."""
+    """A long job was cancelled by its caller (the rule: core/generators.py).
+
+    ``partial``: what the job had done when it stopped, when that is worth keeping (training:
+    a TrainResult with the weights of the last completed step); None otherwise."""
+
+    def __init__(self, message: str = "cancelled", partial: object = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class WriteError(StudioError, OSError):

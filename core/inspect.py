@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-IGNORE = 255
+from core.constants import IGNORE
 
 
 def as_chw(features: Any) -> np.ndarray:

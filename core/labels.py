@@ -27,9 +27,8 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import cv2
 import numpy as np
 
+from core.constants import IGNORE  # the ignore / unlabelled value
 from core.errors import MaskError
-
-IGNORE = 255  # the ignore / unlabelled value
 _COMPRESS_PIXELS = 1 << 18  # undo patches larger than this are kept zlib-compressed
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.constants import IGNORE as IGNORE_INDEX
 from core.model.pspnet import PSPNetOutput
-
-IGNORE_INDEX = 255
 
 
 @dataclass

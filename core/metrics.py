@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.atomic import atomic_write_bytes, atomic_write_text
+from core.constants import IGNORE
 from core.errors import StudioError
 
 
@@ -66,7 +67,7 @@ class SegMetrics:
 class ConfusionMatrix:
     """Counts of (truth, prediction) pairs; rows are the truth, columns the prediction."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, not {num_classes}")
         self.num_classes = int(num_classes)

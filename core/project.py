@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_FILE = "project.json"
 CLASSES_FILE = "classes.json"
-NO_MASK, MASK, UNREADABLE = "no mask", "mask", "unreadable mask"
+from core.constants import MASK, NO_MASK, UNREADABLE  # noqa: E402 (the mask states, single-sourced)
 _STALE_TEMP_S = 60.0  # atomic-write temp files older than this are leftovers of a crash
 _SAVE_FLUSH_S = 2.0  # how long a mask save waits for its journal to catch up (never on a refusing disk)
 

@@ -1,4 +1,5 @@
-"""Mask editing tools (mouse -> core.LabelMask calls), the mask layer and the canvas hookup."""
+"""Mask editing tools (mouse -> core.LabelMask calls), their previews and the canvas hookup (the
+mask layer they edit is app/views/mask_layer.py)."""
 
 from app.tools.base import IGNORE, PanTool, Tool, ToolEvent, ToolSettings
 from app.tools.paint import AcceptTool, BrushTool, EraserTool

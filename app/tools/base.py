@@ -14,7 +14,9 @@ from typing import Any, Generator, Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-IGNORE = 255
+import core
+
+IGNORE = core.IGNORE  # the eraser paints it; training skips it
 MIN_RADIUS, MAX_RADIUS = 0, 300
 
 Drag = Generator[None, "ToolEvent", None]
@@ -109,7 +111,7 @@ class Context(Protocol):
     settings: ToolSettings
 
     @property
-    def mask(self) -> Any: ...  # core.LabelMask, or None when the image is read-only / not loaded
+    def mask(self) -> core.LabelMask | None: ...  # None when the image is read-only / not loaded
 
     @property
     def prediction(self) -> np.ndarray | None: ...  # (H, W) uint8 labels of the shown prediction

@@ -13,10 +13,14 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtGui import QMouseEvent
+
+import core
 
 from app.tools import make_tools
 from app.tools.base import Drag, Tool, ToolEvent, ToolSettings
-from app.tools.layer import BrushOutline, PathPreview
+from app.tools.previews import BrushOutline, PathPreview
+from app.views.canvas import ImageCanvas
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +36,14 @@ class CanvasTools(QObject):
     notice = Signal(str)  # something for the status bar
     strokeFinished = Signal()
 
-    def __init__(self, canvas: Any, settings: ToolSettings, parent: QObject | None = None):
+    def __init__(self, canvas: ImageCanvas, settings: ToolSettings, parent: QObject | None = None):
         super().__init__(parent)
         self.canvas = canvas
         self.settings = settings
         self.tools: dict[str, Tool] = make_tools()
         self.tool: Tool = self.tools["pan"]
         self._previous = "brush"
-        self._mask: Any = None
+        self._mask: core.LabelMask | None = None
         self.read_only_reason = "no project open"
         self.prediction_source: Callable[[], np.ndarray | None] = lambda: None
         self._drag: Drag | None = None
@@ -52,7 +56,7 @@ class CanvasTools(QObject):
 
     # ---- the tools' context --------------------------------------------------------------------
     @property
-    def mask(self) -> Any:
+    def mask(self) -> core.LabelMask | None:
         return self._mask
 
     @property
@@ -75,7 +79,7 @@ class CanvasTools(QObject):
         self.notice.emit(text)
 
     # ---- state -----------------------------------------------------------------------------------
-    def set_mask(self, mask: Any, read_only_reason: str = "") -> None:
+    def set_mask(self, mask: core.LabelMask | None, read_only_reason: str = "") -> None:
         """The mask the tools edit (None: read-only, with the reason shown when a tool is used)."""
         self.finish_drag()
         self.tool.cancel(self)
@@ -118,7 +122,7 @@ class CanvasTools(QObject):
         p = self.canvas.vb.mapSceneToView(scene)
         return p.y() - 0.5, p.x() - 0.5
 
-    def _tool_event(self, kind: str, ev: Any) -> ToolEvent:
+    def _tool_event(self, kind: str, ev: QMouseEvent) -> ToolEvent:
         y, x = self.to_mask(ev.position())
         mods = ev.modifiers()
         return ToolEvent(kind, y, x, alt=bool(mods & Qt.KeyboardModifier.AltModifier),
@@ -171,7 +175,7 @@ class CanvasTools(QObject):
             self.notify(f"{self.tool.title.replace('&', '')}: {exc}")
         return None
 
-    def _press(self, ev: Any) -> None:
+    def _press(self, ev: QMouseEvent) -> None:
         self.finish_drag()
         self._refused = not self._usable()
         if self._refused:
@@ -182,7 +186,7 @@ class CanvasTools(QObject):
             self._drag = drag
             self._run(lambda: next(drag))  # the press itself (paints the first dab)
 
-    def _move(self, ev: Any) -> bool:
+    def _move(self, ev: QMouseEvent) -> bool:
         tev = self._tool_event("move", ev)
         self._place_outline(tev.y, tev.x)
         if self._drag is None:
@@ -191,7 +195,7 @@ class CanvasTools(QObject):
         self._run(lambda: drag.send(tev))
         return True
 
-    def _release(self, ev: Any) -> None:
+    def _release(self, ev: QMouseEvent) -> None:
         self._refused = False
         drag = self._drag
         if drag is None:
@@ -202,7 +206,7 @@ class CanvasTools(QObject):
         drag.close()
         self.strokeFinished.emit()
 
-    def _double(self, ev: Any) -> None:
+    def _double(self, ev: QMouseEvent) -> None:
         if not self.tool.wants_double_click:
             self._press(ev)
             return

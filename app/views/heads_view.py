@@ -4,7 +4,7 @@ disagreement, and each head's pixel accuracy and mIoU when the image has a mask.
 from __future__ import annotations
 
 import math
-from typing import Any
+
 
 import numpy as np
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
@@ -21,8 +21,8 @@ def _pct(v: float) -> str:
 class HeadsView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.outcome: Any = None
-        self.classes: Any = None
+        self.outcome: core.Outcome | None = None
+        self.classes: core.ClassTable | None = None
         self.hidden: set[int] = set()
         self.main = ImageCanvas()
         self.aux = ImageCanvas()
@@ -49,7 +49,7 @@ class HeadsView(QWidget):
             grid.setColumnStretch(col, 1)
         grid.setRowStretch(1, 1)
 
-    def set_classes(self, classes: Any) -> None:
+    def set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self.refresh()
 
@@ -65,7 +65,7 @@ class HeadsView(QWidget):
         for lab in (self.main_metrics, self.aux_metrics, self.diff_metrics):
             lab.setText("")
 
-    def set_outcome(self, outcome: Any) -> None:
+    def set_outcome(self, outcome: core.Outcome) -> None:
         self.outcome = outcome
         self.refresh()
 

@@ -3,8 +3,6 @@ effect of switching levels off (the prediction re-run from cached features and t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
@@ -96,9 +94,9 @@ class PyramidView(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.outcome: Any = None
-        self.summary: Any = None
-        self.classes: Any = None
+        self.outcome: core.Outcome | None = None
+        self.summary: core.PyramidSummary | None = None
+        self.classes: core.ClassTable | None = None
         self.hidden: set[int] = set()
         self.cards: dict[int, LevelCard] = {}
 
@@ -163,6 +161,8 @@ class PyramidView(QWidget):
 
     # --- inputs ---
     def set_bins(self, bins: tuple[int, ...]) -> None:
+        if tuple(bins) == tuple(self.cards) and bins:
+            return  # the same levels (a model fine-tuned from this one): keep the cards
         for card in self.cards.values():
             self.levels_row.removeWidget(card)
             card.deleteLater()
@@ -180,7 +180,7 @@ class PyramidView(QWidget):
         for b, card in self.cards.items():
             card.set_enabled_quietly(b not in disabled)
 
-    def set_classes(self, classes: Any) -> None:
+    def set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self._show_result()
 
@@ -201,7 +201,7 @@ class PyramidView(QWidget):
                 v.set_array(None, "")
             card.top.setText("")
 
-    def set_outcome(self, outcome: Any) -> None:
+    def set_outcome(self, outcome: core.Outcome) -> None:
         new_base = self.outcome is None or outcome.base is not self.outcome.base
         self.outcome = outcome
         if new_base:
@@ -213,7 +213,7 @@ class PyramidView(QWidget):
             self.refresh_levels()
         self._show_result()
 
-    def set_summary(self, summary: Any) -> None:
+    def set_summary(self, summary: core.PyramidSummary) -> None:
         self.summary = summary
         self.refresh_levels()
 

@@ -5,7 +5,7 @@ editable mask (the user's corrections), which is redrawn only where it changes."
 from __future__ import annotations
 
 import math
-from typing import Any
+
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -13,14 +13,14 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlide
                                QWidget)
 
 from app import colormaps
-from app.tools.layer import MaskLayer
+from app.views.mask_layer import MaskLayer
 from app.views.canvas import ImageCanvas
 import core
 
 MODES = {"labels": "Labels", "confidence": "Confidence", "entropy": "Entropy", "class": "Class probability"}
 
 
-def hover_text(outcome: Any, classes: Any, x: int, y: int, k: int = 3) -> str:
+def hover_text(outcome: core.Outcome | None, classes: core.ClassTable | None, x: int, y: int, k: int = 3) -> str:
     """The status-bar readout for pixel (x, y): position, class, its probability, the top-k classes."""
     if outcome is None:
         return f"x {x}, y {y}"
@@ -41,8 +41,8 @@ class SegmentationView(QWidget):
         super().__init__(parent)
         self.canvas = ImageCanvas()
         self.canvas.hovered.connect(self.hovered)
-        self.outcome: Any = None
-        self.classes: Any = None
+        self.outcome: core.Outcome | None = None
+        self.classes: core.ClassTable | None = None
         self.hidden: set[int] = set()
         self.mode = "labels"
         self.class_id = 0
@@ -126,7 +126,7 @@ class SegmentationView(QWidget):
             mask = None  # not this photo's mask
         self.mask_layer.set_mask(mask, self.mask_lut() if mask is not None else None)
 
-    def update_mask_region(self, region: Any) -> None:
+    def update_mask_region(self, region: core.Region) -> None:
         """Repaint the part of the mask that changed (a core.Region)."""
         if self.mask_layer.data is not None:
             self.mask_layer.update_region(region)
@@ -138,7 +138,7 @@ class SegmentationView(QWidget):
     def set_mask_visible(self, visible: bool) -> None:
         self.mask_box.setChecked(visible)
 
-    def set_classes(self, classes: Any) -> None:
+    def set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self.hidden = {c for c in self.hidden if c < len(classes)}
         self.class_box.blockSignals(True)
@@ -152,7 +152,7 @@ class SegmentationView(QWidget):
         if self.mask_layer.data is not None:
             self.mask_layer.setLookupTable(self.mask_lut())
 
-    def set_outcome(self, outcome: Any) -> None:
+    def set_outcome(self, outcome: core.Outcome) -> None:
         self.outcome = outcome
         self._maps.clear()
         self.refresh()
@@ -230,6 +230,6 @@ class SegmentationView(QWidget):
         self.range_label.setText(ranges[self.mode])
 
 
-def _default_classes(outcome: Any) -> Any:
+def _default_classes(outcome: core.Outcome | None) -> core.ClassTable:
     n = outcome.prediction.num_classes if outcome is not None else 1
     return core.ClassTable.default(n)

@@ -6,26 +6,34 @@ uncertainty" is on; signals and methods always speak in folder indices, not rows
 
 from __future__ import annotations
 
+import functools
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from app.folder import ImageEntry, ImageFolder
+import core
+from app.image_folder import ImageEntry, ImageFolder
 
-STATE_COLORS = {"no mask": "#9aa0a6", "mask": "#1a73e8", "unreadable mask": "#d93025", "predicted": "#188038"}
+STATE_COLORS = {core.NO_MASK: "#9aa0a6", core.MASK: "#1a73e8", core.UNREADABLE: "#d93025", "predicted": "#188038"}
 
 
 def state_icon(entry: ImageEntry) -> QIcon:
     """A dot: grey (no mask), blue (mask) or red (unreadable mask); a green ring when predicted."""
+    return _icon(entry.mask_state, entry.predicted)
+
+
+@functools.lru_cache(maxsize=16)
+def _icon(mask_state: str, predicted: bool) -> QIcon:
     pix = QPixmap(14, 14)
     pix.fill(Qt.GlobalColor.transparent)
     p = QPainter(pix)
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.setPen(Qt.PenStyle.NoPen)
-    if entry.predicted:
+    if predicted:
         p.setBrush(QColor(STATE_COLORS["predicted"]))
         p.drawEllipse(0, 0, 14, 14)
-    p.setBrush(QColor(STATE_COLORS.get(entry.mask_state, STATE_COLORS["no mask"])))
+    p.setBrush(QColor(STATE_COLORS.get(mask_state, STATE_COLORS[core.NO_MASK])))
     p.drawEllipse(3, 3, 8, 8)
     p.end()
     return QIcon(pix)
@@ -82,7 +90,16 @@ class ImageList(QWidget):
         return sorted(range(n), key=lambda i: (entries[i].score is None, -(entries[i].score or 0.0), i))
 
     def set_folder(self, folder: ImageFolder) -> None:
+        """Show a folder model; its rows' changes (entryChanged, rowsChanged) update the list."""
+        if self.folder is not None:
+            try:
+                self.folder.entryChanged.disconnect(self.update_entry)
+                self.folder.rowsChanged.disconnect(self.resort)
+            except (RuntimeError, TypeError):
+                pass
         self.folder = folder
+        folder.entryChanged.connect(self.update_entry)
+        folder.rowsChanged.connect(self.resort)
         self._fill()
         n_mask = sum(e.mask_path is not None for e in folder.entries)
         kind = "project" if folder.is_project else "folder"

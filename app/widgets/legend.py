@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+import core
 
 
 class _ShareItem(QTableWidgetItem):
@@ -32,7 +32,7 @@ class LegendWidget(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.classes: Any = None
+        self.classes: core.ClassTable | None = None
         self.shares: np.ndarray | None = None
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Class", "Share"])
@@ -69,7 +69,7 @@ class LegendWidget(QWidget):
         self._updating = False
 
     # --- inputs ---
-    def set_classes(self, classes: Any) -> None:
+    def set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self.shares = None
         self._updating = True

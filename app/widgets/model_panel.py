@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout,
@@ -13,7 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QPlainTextEdit, Q
 import core
 
 
-def describe_architecture(cfg: Any) -> str:
+def describe_architecture(cfg: core.ModelConfig) -> str:
     """One paragraph on a ModelConfig, in the paper's terms."""
     parts = [f"ResNet-{cfg.depth} ({cfg.stem} stem, base width {cfg.base_width}), output stride {cfg.output_stride}"]
     if cfg.use_ppm:
@@ -27,7 +26,7 @@ def describe_architecture(cfg: Any) -> str:
     return "; ".join(parts)
 
 
-def parameter_count(model: Any) -> int:
+def parameter_count(model: core.PSPNet) -> int:
     return sum(int(p.numel()) for p in model.parameters())
 
 
@@ -37,7 +36,7 @@ class ModelPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loaded: Any = None
+        self.loaded: core.LoadedModel | None = None
         self.name = QLabel("no model")
         self.name.setWordWrap(True)
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -71,7 +70,7 @@ class ModelPanel(QWidget):
     def set_loading(self, what: str) -> None:
         self.name.setText(f"loading {html.escape(what)} ...")
 
-    def set_model(self, loaded: Any) -> None:
+    def set_model(self, loaded: core.LoadedModel | None) -> None:
         self.loaded = loaded
         if loaded is None:
             self.name.setText("no model")

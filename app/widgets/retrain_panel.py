@@ -4,16 +4,21 @@ validation mIoU), the before/after agreement per corrected image, and the model 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout,
                                QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
-from app.retrain import Agreement, RetrainOptions, agreement_text
+import core
+from app.controllers.retrainer import RetrainOptions
+
+
+REDRAW_MS = 0  # records that arrive in one pass of the event loop are drawn together (measured: a longer
+# interval did not shorten the GUI thread's stalls in tests/benchmarks/retrain_stall.py)
 
 
 def _eta(seconds: float) -> str:
@@ -125,6 +130,12 @@ class RetrainPanel(QWidget):
             p.hideButtons()
         self.val_plot.setLabel("bottom", "step")
         self.series: dict[str, list[float]] = {}
+        self._pending: core.TrainProgress | None = None  # the newest record not drawn yet
+        self._last_step: core.TrainProgress | None = None  # the newest step (not validation) record
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
         self.clear_curves()
 
         # --- before / after and history
@@ -193,6 +204,7 @@ class RetrainPanel(QWidget):
 
     # ---- a run -------------------------------------------------------------------------------------
     def clear_curves(self) -> None:
+        self._pending = self._last_step = None
         self.series = {k: [] for k in ("step", "main", "aux", "lr", "val_step", "val")}
         for c in (self.main_curve, self.aux_curve, self.lr_curve, self.val_curve):
             c.setData([], [])
@@ -208,33 +220,51 @@ class RetrainPanel(QWidget):
     def show_status(self, text: str) -> None:
         self.status.setText(text[:1].upper() + text[1:] + " ...")
 
-    def add_record(self, rec: Any) -> None:
-        """One core.TrainProgress: the bar, the ETA and the curves."""
+    def add_record(self, rec: core.TrainProgress) -> None:
+        """One core.TrainProgress: kept at once; the bar, the ETA and the curves are drawn on the next
+        pass of the event loop (records queued together are drawn once)."""
         s = self.series
         if rec.val is not None:
             if not s["val_step"] or s["val_step"][-1] != rec.step:
                 s["val_step"].append(rec.step)
                 s["val"].append(float(rec.val.miou))
-                self.val_curve.setData(s["val_step"], s["val"])
-            self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
+        else:
+            s["step"].append(rec.step)
+            s["main"].append(rec.main_loss)
+            s["aux"].append(rec.aux_loss if rec.aux_loss is not None else math.nan)
+            s["lr"].append(rec.lr)
+            self._last_step = rec
+        self._pending = rec
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def flush(self) -> None:
+        """Draw the records kept since the last redraw."""
+        self._redraw.stop()
+        rec, self._pending = self._pending, None
+        if rec is None:
             return
-        s["step"].append(rec.step)
-        s["main"].append(rec.main_loss)
-        s["aux"].append(rec.aux_loss if rec.aux_loss is not None else math.nan)
-        s["lr"].append(rec.lr)
+        s = self.series
         self.main_curve.setData(s["step"], s["main"])
-        if rec.aux_loss is not None:
+        if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
-        self.progress.setRange(0, rec.steps)
-        self.progress.setValue(rec.step)
-        self.progress.setFormat(f"step %v/%m  ETA {_eta(rec.eta_s)}")
+        self.val_curve.setData(s["val_step"], s["val"])
+        step = self._last_step
+        if step is not None:
+            self.progress.setRange(0, step.steps)
+            self.progress.setValue(step.step)
+            self.progress.setFormat(f"step %v/%m  ETA {_eta(step.eta_s)}")
+        if rec.val is not None:
+            self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
+            return
         aux = f", aux {rec.aux_loss:.3f}" if rec.aux_loss is not None else ""
         self.status.setText(f"Step {rec.step}/{rec.steps}: loss {rec.main_loss:.3f}{aux}, lr {rec.lr:.2g}, "
                             f"{rec.images_per_s:.1f} images/s" + (f" - {rec.message}" if rec.message else ""))
 
     def finished(self, text: str, error: bool = False, short: str = "") -> None:
         """The run ended: ``text`` below the bar, ``short`` (done / cancelled / failed) in it."""
+        self.flush()
         if self.progress.maximum() <= 1 or error:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
@@ -243,7 +273,7 @@ class RetrainPanel(QWidget):
         self.status.setText(text)
 
     # ---- results -------------------------------------------------------------------------------------
-    def set_comparison(self, rows: Sequence[Agreement]) -> None:
+    def set_comparison(self, rows: Sequence[core.Agreement]) -> None:
         self.compare.setSortingEnabled(False)
         self.compare.setRowCount(len(rows))
         for r, a in enumerate(rows):
@@ -257,13 +287,13 @@ class RetrainPanel(QWidget):
             self.compare.setItem(r, 4, gain)
         self.compare.setSortingEnabled(True)
         self.compare.sortItems(4, Qt.SortOrder.DescendingOrder)
-        self.compare_label.setText(agreement_text(list(rows)))
+        self.compare_label.setText(core.agreement_text(list(rows)))
         self.tabs.setCurrentIndex(0)
 
-    def set_history(self, entries: Sequence[Any], current: str | None) -> None:
+    def set_history(self, entries: Sequence[core.CheckpointEntry], current: str | None) -> None:
         self.history.setRowCount(len(entries))
         for r, e in enumerate(reversed(list(entries))):  # newest first
-            miou = e.metrics.get("val_miou")
+            miou = e.metrics.get("val_miou", e.metrics.get("miou"))  # "miou": an older command-line record
             items = [QTableWidgetItem(e.id + ("  (in use)" if e.id == current else "")),
                      QTableWidgetItem(e.time.replace("T", " ")[:19]),
                      _NumberItem(f"{miou:.3f}" if isinstance(miou, (int, float)) else "-",

@@ -3,13 +3,14 @@ undo/redo, and whether the shown mask is saved, unsaved or read-only."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QSizePolicy,
                                QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+import core
 from app.tools.base import MAX_RADIUS, ToolSettings
 
 
@@ -110,7 +111,7 @@ class ToolPanel(QWidget):
     def _to_slider(r: float) -> int:
         return int(round(100 * (max(0.0, r) / MAX_RADIUS) ** 0.5))
 
-    def set_classes(self, classes: Any) -> None:
+    def set_classes(self, classes: core.ClassTable) -> None:
         self.class_box.blockSignals(True)
         self.class_box.clear()
         palette = classes.palette()

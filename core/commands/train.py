@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from core.cli import command
 from core.commands._common import add_model_source, add_quiet, command_line, progress, say
+from core.errors import Cancelled
 from core.generators import run_to_end
 
 # option dest -> ModelConfig field (options default to None = "not given")
@@ -91,22 +92,32 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                                                           "weights (downloaded once; needs --stem plain)")
 
 
+# the finetune command's defaults (core.FINETUNE_DEFAULTS), as its --help shows them
+_FINETUNE_HELP = {"steps": "default 150", "batch": "default 8", "crop": "default: the labelled images' longest side, "
+                  "at most 473", "lr": "default 0.02", "scale": "default 0.75 1.5", "rotate": "default 5",
+                  "val_every": "default: steps / 5", "val_limit": "default 16"}
+
+
 def _train_options(p: argparse.ArgumentParser, *, finetune: bool = False) -> None:
-    g = p.add_argument_group("training (TrainConfig; defaults are the paper's)")
+    def d(name: str, text: str) -> str:  # the default named in a help text
+        return _FINETUNE_HELP.get(name, text) if finetune else text
+
+    g = p.add_argument_group("training (TrainConfig; defaults are the paper's)" if not finetune else
+                             "fine-tuning (TrainConfig; defaults suit a project: core.FINETUNE_DEFAULTS)")
     g.add_argument("--config", metavar="FILE", help="JSON or TOML settings: a [model] and a [train] table (top-level "
                                                     "keys are training settings); options given here win")
     g.add_argument("--save-config", metavar="FILE", help="write the settings used (JSON or TOML) and go on")
-    g.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 1000)")
-    g.add_argument("--batch", type=int, metavar="N", help="images per step and process (default 8)")
-    g.add_argument("--crop", type=int, metavar="N", help="training crop (default 473)")
-    g.add_argument("--lr", type=float, help="backbone learning rate (default 0.01; heads x --head-lr-mult)")
+    g.add_argument("--steps", type=int, metavar="N", help=f"optimizer steps ({d('steps', 'default 1000')})")
+    g.add_argument("--batch", type=int, metavar="N", help=f"images per step and process ({d('batch', 'default 8')})")
+    g.add_argument("--crop", type=int, metavar="N", help=f"training crop ({d('crop', 'default 473')})")
+    g.add_argument("--lr", type=float, help=f"backbone learning rate ({d('lr', 'default 0.01')}; heads x --head-lr-mult)")
     g.add_argument("--head-lr-mult", type=float, metavar="X", help="heads' LR multiplier (default 10)")
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--weight-decay", type=float, help="default 1e-4")
     g.add_argument("--power", type=float, help="poly LR power (default 0.9)")
     g.add_argument("--aux-weight", type=float, help="aux loss weight (default 0.4)")
-    g.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), help="random scale (default 0.5 2.0)")
-    g.add_argument("--rotate", type=float, metavar="DEG", help="random rotation (default 10)")
+    g.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), help=f"random scale ({d('scale', 'default 0.5 2.0')})")
+    g.add_argument("--rotate", type=float, metavar="DEG", help=f"random rotation ({d('rotate', 'default 10')})")
     g.add_argument("--blur", type=float, metavar="P", help="Gaussian blur probability (default 0.5)")
     _flag(g, "--no-flip", "no random mirroring")
     g.add_argument("--seed", type=int, help="default 0")
@@ -114,15 +125,21 @@ def _train_options(p: argparse.ArgumentParser, *, finetune: bool = False) -> Non
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     g.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="mixed precision on CUDA (default auto)")
     g.add_argument("--channels-last", type=_on_off, metavar="on|off", help="channels_last on CUDA (default auto)")
-    g.add_argument("--val-every", type=int, metavar="N", help="validate every N steps (default: at the end)")
-    g.add_argument("--val-limit", type=int, metavar="N", help="validate on at most N images")
+    g.add_argument("--val-every", type=int, metavar="N", help=f"validate every N steps ({d('val_every', 'default: at the end')})")
+    g.add_argument("--val-limit", type=int, metavar="N", help=f"validate on at most N images ({d('val_limit', 'default: all')})")
     g.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="write a resume state every N steps (into --checkpoint-dir, default OUT's name + _checkpoints)")
     g.add_argument("--checkpoint-dir", metavar="DIR", help="folder for last.pt and final.safetensors")
     g.add_argument("--resume", metavar="LAST.pt", help="continue a run exactly from its resume state")
     _flag(g, "--sync-bn", "SyncBatchNorm under torchrun on CUDA")
-    _flag(g, "--freeze-backbone", "train only the pyramid and the heads")
-    _flag(g, "--cache-features", "with --freeze-backbone: compute the backbone once per image (no augmentation)")
+    if finetune:  # on by default here: --freeze-backbone off trains the whole network
+        g.add_argument("--freeze-backbone", type=_on_off, nargs="?", const=True, metavar="on|off",
+                       help="train only the pyramid and the heads (default on)")
+        g.add_argument("--cache-features", type=_on_off, nargs="?", const=True, metavar="on|off",
+                       help="with the frozen backbone: compute it once per image, no augmentation (default on)")
+    else:
+        _flag(g, "--freeze-backbone", "train only the pyramid and the heads")
+        _flag(g, "--cache-features", "with --freeze-backbone: compute the backbone once per image (no augmentation)")
     if finetune:
         g.add_argument("--val-fraction", type=float, metavar="F", help="images held out by name hash (default 0.2)")
     add_quiet(p)
@@ -264,12 +281,17 @@ def _fmt_eta(seconds: float) -> str:
 
 
 def drive(gen: Any, cancel: threading.Event, steps: int, *, quiet: bool, main: bool) -> Any:
-    """Run a training generator to its end with a progress bar (rank 0 only); returns its TrainResult.
-    ``cancel`` is the event the generator was made with: Ctrl-C sets it."""
+    """Run a training generator to its end with a progress bar (rank 0 only); returns its result, or
+    when cancelled (``cancel`` is the event the generator was made with: Ctrl-C sets it) the
+    partial result the generator raised :class:`Cancelled` with."""
     bar = progress(steps, "train", quiet=quiet or not main, unit="step")
     bar.bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def show(rec: Any) -> None:
+        if not hasattr(rec, "loss"):  # a stage of the job (core.Progress), not a training step
+            if rec.message and main and not quiet:
+                say(rec.message, err=True)
+            return
         bar.set_postfix_str(f"loss {rec.loss:.4f}, lr {rec.lr:.2e}, {rec.images_per_s:.1f} img/s, "
                             f"eta {_fmt_eta(rec.eta_s)}", refresh=False)
         bar.update(max(0, rec.step - bar.n))
@@ -282,6 +304,10 @@ def drive(gen: Any, cancel: threading.Event, steps: int, *, quiet: bool, main: b
     try:
         with _ctrl_c_cancels(cancel, main):
             return run_to_end(gen, show)
+    except Cancelled as exc:  # Ctrl-C: the weights of the last completed step (core/generators.py's rule)
+        if exc.partial is None:
+            raise
+        return exc.partial
     finally:
         bar.close()
 
@@ -419,19 +445,20 @@ def _configure_finetune(p: argparse.ArgumentParser) -> None:
 
 @command("finetune", "fine-tune a model on a project's painted masks", _configure_finetune)
 def run_finetune(args: argparse.Namespace) -> int:
-    from core.data.datasets import open_dataset
+    """The same job as the app's Retrain (core.finetune_project): the same defaults, the same history record."""
+    from core.jobs.finetune_project import finetune_config, finetune_project, history_metrics, record_finetune
     from core.project import Project
-    from core.training import finetune, init_distributed, shutdown_distributed
+    from core.training import init_distributed, shutdown_distributed
 
     if not args.out and not args.add_to_project:
         raise ValueError("say where the fine-tuned model goes: --out CKPT and/or --add-to-project")
     file_model, file_train = _read_settings(args.config)
     if file_model:
         raise ValueError(f"{args.config}: fine-tuning keeps the model's architecture; remove the [model] table")
-    cfg = train_config(args, file_train)
+    settings = {**file_train, **_given(args, TRAIN_OPTIONS)}  # over core.FINETUNE_DEFAULTS
     if args.out:
         _check_out(args.out)
-    info = init_distributed(cfg.device)
+    info = init_distributed(settings.get("device"))
     main = info.is_main
     project = None
     try:
@@ -443,7 +470,6 @@ def run_finetune(args: argparse.Namespace) -> int:
             if current is None:
                 raise ValueError(f"{args.project}: the project has no current model; give one with --model")
             source = [str(current.path)]
-        dataset = open_dataset(project.root, "all", layout="ours")
         classes = project.classes
         from core.commands._common import load
 
@@ -455,21 +481,38 @@ def run_finetune(args: argparse.Namespace) -> int:
         if pending and main:
             say(f"note: {len(pending)} image(s) have unsaved edits in crash journals, which this run does not see "
                 f"(open the project in the GUI to recover them): {', '.join(pending[:5])}", err=True)
+        try:
+            cfg, notes = finetune_config(project, loaded.model, settings)
+        except TypeError as exc:
+            raise ValueError(f"invalid training settings: {exc}") from None
+        for note in notes:
+            if main:
+                say(f"note: {note}", err=True)
         if args.save_config and main:
             _save_settings(args.save_config, loaded.model.cfg, cfg)
+        if main:
+            say(f"{cfg.steps} steps of {cfg.batch} x {cfg.crop}px crops, lr {cfg.lr:g}, "
+                f"{'frozen backbone' if cfg.freeze_backbone else 'whole network'}"
+                f"{', cached features' if cfg.cache_features else ''}", err=True)
         cancel = threading.Event()
-        result = drive(finetune(loaded.model, dataset, cfg, cancel=cancel), cancel, cfg.steps, quiet=args.quiet,
-                       main=main)
+        note = args.note or ""
+        done = drive(finetune_project(loaded, project, cfg, record=args.add_to_project and main, note=note,
+                                      origin="command line", cancel=cancel), cancel, cfg.steps, quiet=args.quiet,
+                     main=main)
         if not main:
             return 0
+        result = done.train
         provenance = {"command": command_line(args), "project": str(project.root.resolve()),
-                      "started_from": [str(s) for s in loaded.sources], "images": len(dataset),
+                      "started_from": [str(s) for s in loaded.sources], "images": len(project.names()),
                       "world_size": info.world_size, "train_config": cfg.to_dict(), "finetune": True}
-        prov = _finish(args.out, result, classes, provenance)
+        _finish(args.out, result, classes, provenance)
         if args.add_to_project:
-            metrics = {k: prov["metrics"][k] for k in ("miou", "mean_acc", "pixel_acc")} if prov["metrics"] else {}
-            entry = project.add_checkpoint((result.model, classes), metrics=metrics,
-                                           note=args.note or f"finetune, {result.steps_done} steps (command line)")
+            entry = done.entry
+            if entry is None:  # cancelled (Ctrl-C): the weights reached so far go into the history too
+                metrics = history_metrics(result, cfg, done.seconds, "command line")
+                entry, _ = record_finetune(project, loaded, result.model, metrics,
+                                           note or f"fine-tuned {result.steps_done} steps from the command line "
+                                                   "(cancelled)")
             print(f"added model {entry.id} to the project: {entry.path}")
         return 130 if result.cancelled else 0
     finally:

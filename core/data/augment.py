@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from core.config import IMAGENET_MEAN
+from core.constants import IGNORE
 from core.errors import MaskError
 
 __all__ = ["TrainAugment", "IMAGENET_MEAN"]
@@ -36,7 +37,7 @@ class TrainAugment:
     blur: float = 0.5  # probability of a Gaussian blur
     flip: bool = True  # horizontal, with probability 0.5
     mean: tuple[float, float, float] = IMAGENET_MEAN  # image fill value (RGB, 0..255)
-    ignore_index: int = 255
+    ignore_index: int = IGNORE
 
     def __post_init__(self) -> None:
         h, w = self.crop_size

@@ -45,8 +45,7 @@ __all__ = ["MAX_PIXELS", "IMAGE_EXTENSIONS", "IGNORE", "read_image", "read_image
 log = logging.getLogger(__name__)
 
 MAX_PIXELS: int = 178_956_970  # the same as Pillow's hard limit (2 x Image.MAX_IMAGE_PIXELS)
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-IGNORE = 255
+from core.constants import IGNORE, IMAGE_EXTENSIONS  # noqa: E402 (single-sourced)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk type and its (fixed) CRC

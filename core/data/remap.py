@@ -27,11 +27,11 @@ import numpy as np
 
 from core.atomic import atomic_write_text
 from core.classes import RESOURCES, ClassTable
+from core.constants import IGNORE
 from core.errors import DatasetError
 
 __all__ = ["ClassRemap", "BUILTIN_REMAP_DIR"]
 
-IGNORE = 255
 BUILTIN_REMAP_DIR = RESOURCES / "remap"
 _DROP_WORDS = ("ignore", "drop")
 

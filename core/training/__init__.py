@@ -8,6 +8,7 @@ features), ``state`` (resume checkpoints), ``loop`` (the step, the guards, the g
     gen = train(model, train_set, val_set, TrainConfig(steps=2000, batch=8))
     for progress in gen: ...                # one TrainProgress per step, plus one per validation
     result = ...                            # the generator's return value: a TrainResult
+    # cancelled: raises core.Cancelled, its .partial the TrainResult of the last completed step
 
 Defaults are the paper's: SGD (momentum 0.9, weight decay 1e-4), poly LR (power 0.9), heads
 at 10x the backbone's LR, aux weight 0.4. AMP (bf16, else fp16) and channels_last on CUDA
@@ -21,9 +22,10 @@ error halves the micro-batch and accumulates gradients, so the effective batch, 
 scale and the LR schedule stay (BatchNorm then sees the smaller micro-batches), and says so
 in the next record's ``message``; at a micro-batch of 1 (or under torchrun) it raises.
 
-Cancel (a callable returning True or a ``threading.Event``) is checked before every step; the
-result then holds the weights of the last completed step, ``cancelled=True``, and with a
-``checkpoint_dir`` a resume state. ``checkpoint_every=N`` writes ``checkpoint_dir/last.pt``
+Cancel (a callable returning True or a ``threading.Event``) is checked before every step; a
+cancelled run raises :class:`core.errors.Cancelled` (core/generators.py's rule) whose ``partial``
+is the TrainResult of the last completed step (``cancelled=True``, and with a
+``checkpoint_dir`` a resume state). ``checkpoint_every=N`` writes ``checkpoint_dir/last.pt``
 (model, optimizer, scaler, step, RNG states); ``resume=that file`` continues bit for bit:
 the batches and the dropout draws depend only on (seed, step, rank). With a
 ``checkpoint_dir`` the finished model is saved as ``checkpoint_dir/final.safetensors``.

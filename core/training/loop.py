@@ -2,7 +2,9 @@
 
 Per step: check cancel -> take the step's batch -> forward/backward (micro-batches after an
 out-of-memory) -> guard against a non-finite loss or gradient -> poly LR -> SGD step -> yield
-a :class:`TrainProgress`. The guards run before ``optimizer.step()`` and the BatchNorm
+a :class:`TrainProgress`. Cancel follows core/generators.py's rule: the run raises
+:class:`core.errors.Cancelled` with the TrainResult of the last completed step as ``partial``.
+The guards run before ``optimizer.step()`` and the BatchNorm
 statistics are snapshotted before the forward pass, so a failed step leaves the model's
 weights and statistics exactly as the last good step left them.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import TrainingError
+from core.errors import Cancelled, TrainingError
+from core.generators import Cancel, is_cancelled as _is_cancelled
 from core.loss import IGNORE_INDEX, pspnet_loss
 from core.training import dist as D
 from core.training.data import (AugmentedSamples, Batch, FeatureCache, Interrupted, augmented_batches, epoch_of,
@@ -31,7 +33,6 @@ from core.training.schedule import poly_lr
 from core.training.state import load_state, save_state, set_rng_state
 from core.training.types import TrainConfig, TrainProgress, TrainResult
 
-Cancel = Callable[[], bool] | threading.Event | None
 RESUME_NAME = "last.pt"
 FINAL_NAME = "final.safetensors"
 
@@ -67,14 +68,6 @@ def resolve_amp(mode: str, device: torch.device) -> tuple[torch.dtype | None, st
     if mode == "auto":
         mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return (torch.bfloat16 if mode == "bf16" else torch.float16), ""
-
-
-def _is_cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set()
-    return bool(cancel())
 
 
 class _HeadsOnly(nn.Module):
@@ -440,7 +433,10 @@ class Trainer:
         self.model.eval()
         final = None if cancelled else self._save_final(done, metrics)
         D.barrier(info)
-        return TrainResult(self.model, history, metrics, cancelled, done, final, resume_state, list(self.notes))
+        result = TrainResult(self.model, history, metrics, cancelled, done, final, resume_state, list(self.notes))
+        if cancelled:
+            raise Cancelled(f"training cancelled after {done} of {cfg.steps} steps", partial=result)
+        return result
 
 
 def _empty(done: int, cfg: TrainConfig) -> TrainProgress:

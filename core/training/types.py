@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import from_dict, to_dict
+from core.generators import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.metrics import SegMetrics
@@ -89,8 +90,10 @@ class TrainConfig:
 
 
 @dataclass
-class TrainProgress:
-    """One record per finished step (``step`` counts from 1), plus one after each validation."""
+class TrainProgress(Progress):
+    """One record per finished step (``step`` counts from 1), plus one after each validation.
+    A :class:`core.generators.Progress`: ``fraction`` is ``step / steps``, ``message`` says what
+    happened besides the step (an out-of-memory retry, a validation)."""
 
     step: int
     steps: int
@@ -102,12 +105,16 @@ class TrainProgress:
     images_per_s: float  # all processes together
     eta_s: float
     val: "SegMetrics | None" = None
-    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fraction is None and self.steps:
+            self.fraction = min(1.0, self.step / self.steps)
 
 
 @dataclass
 class TrainResult:
-    """What the generator returns. ``model`` is in eval mode on the training device and holds
+    """What the generator returns (or, cancelled, hands over as ``Cancelled.partial`` with
+    ``cancelled=True``). ``model`` is in eval mode on the training device and holds
     the weights of the last completed step (a cancelled step is never half applied)."""
 
     model: "PSPNet"

@@ -1,4 +1,5 @@
-"""Fixtures for the window tests: offscreen Qt, a private app home, a tiny model, demo scenes."""
+"""Fixtures for the window tests: offscreen Qt, a private app home, a tiny model, demo scenes, projects,
+the window. (Helpers that are not fixtures: window_helpers.py.)"""
 
 from __future__ import annotations
 
@@ -65,6 +66,25 @@ def big_image(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.png"
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return path
+
+
+@pytest.fixture
+def project(tmp_path, scenes) -> Path:
+    """A new project holding the scenes' images and no masks yet."""
+    classes = core.ClassTable.load(scenes / "classes.json")
+    p = core.Project.create(tmp_path / "project", classes)
+    p.add_images(sorted((scenes / "images").glob("*.png")))
+    return p.root
+
+
+@pytest.fixture
+def corrected(project, scenes) -> Path:
+    """The project with corrections of an earlier session: the true masks of three images."""
+    classes = core.ClassTable.load(project / "classes.json")
+    for name in ("scene_0001", "scene_0002", "scene_0003"):
+        gt = core.read_mask(scenes / "masks" / f"{name}.png", classes)
+        core.write_mask(project / "masks" / f"{name}.png", gt, classes)
+    return project
 
 
 @pytest.fixture

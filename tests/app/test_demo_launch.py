@@ -18,14 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_opens_project_with_a_shipped_checkpoint(qtbot, window, tiny_ckpt, studio_home):
-    launcher = demo.DemoLauncher(window.controller, bundled=tiny_ckpt)
-    window.demo = launcher
+    launcher = window.set_demo(demo.DemoLauncher(window.controller, bundled=tiny_ckpt))
     with qtbot.waitSignal(window.controller.outcomeReady, timeout=60000) as blocker:
         launcher.start()
     root = studio_home / "demo-project"
     assert (root / "classes.json").is_file() and (root / "synthetic.json").is_file()
     n = len(list((root / "images").glob("*.png")))
-    assert n == demo.PROJECT_PARAMS["n_train"] + demo.PROJECT_PARAMS["n_val"]
+    assert n == core.DEMO_PROJECT_PARAMS["n_train"] + core.DEMO_PROJECT_PARAMS["n_val"]
     assert window.image_list.list.count() == n
     assert blocker.args[0].path == root / "images" / "scene_0000.png"
     assert window.controller.loaded.sources[0] == tiny_ckpt
@@ -34,20 +33,16 @@ def test_demo_opens_project_with_a_shipped_checkpoint(qtbot, window, tiny_ckpt, 
 
 
 def test_demo_trains_a_model_when_none_is_shipped(qtbot, window, studio_home):
-    launcher = demo.DemoLauncher(window.controller, bundled=None, steps=2, snapshots=2)
-    window.demo = launcher
-    launcher.trainingStarted.connect(window._training_started)
-    launcher.trainingProgress.connect(window._training_progress)
+    launcher = window.set_demo(demo.DemoLauncher(window.controller, bundled=None, steps=2, snapshots=2))
     records = []
     launcher.trainingProgress.connect(records.append)
     with qtbot.waitSignal(launcher.trainingStarted, timeout=60000):
         launcher.start()
-    assert window.train_progress.isVisible() and window.train_progress.maximum() == 2
+    assert window.train_progress.isVisible() and window.train_progress.maximum() == 2  # the window's own wiring
     # the window stays usable while training: the demo images are listed and can be opened
     assert window.image_list.list.count() > 0
     with qtbot.waitSignal(window.controller.outcomeReady, timeout=120000,
-                          check_params_cb=lambda o: window.controller.loaded.provenance.get("source")
-                          != "demo training"):
+                          check_params_cb=lambda o: not launcher.showing_snapshot()):
         pass
     ckpt = demo.trained_checkpoint()
     assert ckpt.is_file()

@@ -5,17 +5,17 @@ prompt, read-only unreadable masks, the close prompt, and "what to correct next"
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 import core
 from app.tools import AcceptTool, BrushTool, EraserTool, FillTool, LassoTool, PickerTool, PolygonTool, ToolEvent
 from app.tools.base import ToolSettings
+from window_helpers import color_table_rgba, mouse, mouse_drag, open_project, shown_indices
 
 B = QMessageBox.StandardButton
 
@@ -163,62 +163,12 @@ def test_accept_prediction_under_a_brush_and_inside_a_lasso():
 
 # ---------------------------------------------------------------------------------------------
 # the window
-@pytest.fixture
-def project(tmp_path, scenes) -> Path:
-    """A new project holding the scenes' images and no masks yet."""
-    classes = core.ClassTable.load(scenes / "classes.json")
-    p = core.Project.create(tmp_path / "project", classes)
-    p.add_images(sorted((scenes / "images").glob("*.png")))
-    return p.root
-
-
-def open_project(qtbot, window, ckpt, root, timeout=30000):
-    if "ask" not in window.__dict__:  # no modal dialog may block a test (closing with unsaved edits asks)
-        window.ask = lambda *a: B.Discard
-    window.open_model(ckpt)
-    window.open_folder(root)
-    ed, c = window.editor, window.controller
-    qtbot.waitUntil(lambda: ed.mask is not None and c.outcome is not None
-                    and c.outcome.path is not None and c.outcome.path.stem == ed.name, timeout=timeout)
-    return ed.mask
-
-
-def mouse(widget, kind: str, pos: QPoint, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    types = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,
-             "release": QEvent.Type.MouseButtonRelease, "double": QEvent.Type.MouseButtonDblClick}
-    left = Qt.MouseButton.LeftButton
-    button = Qt.MouseButton.NoButton if kind == "move" else left
-    buttons = Qt.MouseButton.NoButton if kind == "release" else left
-    ev = QMouseEvent(types[kind], QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons, modifiers)
-    QApplication.sendEvent(widget, ev)
-
-
-def mouse_drag(window, pixels) -> list[tuple[float, float]]:
-    """Drag over image pixels (x, y); returns the mask points the tool received."""
-    canvas = window.seg.canvas
-    vp = canvas.viewport()
-    pos = [canvas.widget_pos_of_pixel(x, y) for x, y in pixels]
-    mouse(vp, "press", pos[0])
-    for p in pos[1:]:
-        mouse(vp, "move", p)
-    mouse(vp, "release", pos[-1])
-    return [window.canvas_tools.to_mask(QPointF(p)) for p in pos]
-
-
-def rendered_mask_rgba(item) -> np.ndarray:
-    item.render()
-    qimg = item.qimage.convertToFormat(item.qimage.Format.Format_RGBA8888)
-    buf = np.frombuffer(qimg.constBits(), np.uint8, count=qimg.sizeInBytes())
-    return buf.reshape(qimg.height(), qimg.bytesPerLine())[:, : qimg.width() * 4].reshape(
-        qimg.height(), qimg.width(), 4).copy()  # a copy: the converted image goes away
-
-
 def test_painting_with_mouse_drags_shortcuts_and_undo(qtbot, window, tiny_ckpt, project):
     window.editor.autosave.setInterval(60000)  # saved later, on purpose
     mask = open_project(qtbot, window, tiny_ckpt, project)
     # B: the brush; 3: class 3; ] and [: the brush size
     qtbot.keyClick(window, Qt.Key.Key_B)
-    assert window.canvas_tools.tool.name == "brush" and window.act_tools["brush"].isChecked()
+    assert window.canvas_tools.tool.name == "brush" and window.act.tools["brush"].isChecked()
     qtbot.keyClick(window, Qt.Key.Key_3)
     assert window.tool_settings.label == 3 and window.tool_panel.class_box.currentData() == 3
     r0 = window.tool_settings.radius
@@ -228,19 +178,26 @@ def test_painting_with_mouse_drags_shortcuts_and_undo(qtbot, window, tiny_ckpt, 
     assert window.tool_settings.radius == r0
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # display modes moved to Alt+N
     assert window.seg.mode == "confidence"
-    window.act_modes["labels"].trigger()
+    window.act.modes["labels"].trigger()
     # a drag paints exactly what core paints along the same points, as one undo step
+    window.seg.canvas.viewport().repaint()  # the mask layer as the screen shows it before the stroke
+    qimage_before = window.seg.mask_layer.qimage
+    assert qimage_before is not None
     points = mouse_drag(window, [(20, 30), (45, 35), (70, 60)])
     ref = core.LabelMask.empty(mask.shape, mask.num_classes)
     ref.paint_stroke(points, 3, r0)
     np.testing.assert_array_equal(mask.data, ref.data)
     assert mask.undo_count == 1 and (mask.data == 3).sum() > 200
     assert window.isWindowModified() and window.windowTitle().startswith("scene_0000.png")
-    # the mask layer shows the buffer itself (no copy), coloured through the class table
+    # the mask layer paints the buffer itself: its QImage (made before the stroke, not rendered again)
+    # holds the mask's pixels at the mask's own address, coloured through the class table
     layer = window.seg.mask_layer
     assert np.shares_memory(layer.image, mask.data)
-    lut = window.seg.mask_lut()
-    np.testing.assert_array_equal(rendered_mask_rgba(layer), lut[mask.data])
+    assert layer.qimage is qimage_before
+    shown, address = shown_indices(layer)
+    assert address == mask.data.ctypes.data
+    np.testing.assert_array_equal(shown, mask.data)
+    np.testing.assert_array_equal(color_table_rgba(layer), window.seg.mask_lut()[:len(layer.qimage.colorTable())])
     # the brush outline followed the cursor and has the brush's size
     rect = window.canvas_tools.outline.rect()
     assert rect.width() == pytest.approx(2 * r0 + 1)
@@ -265,8 +222,8 @@ def test_painting_with_mouse_drags_shortcuts_and_undo(qtbot, window, tiny_ckpt, 
     mouse(vp, "press", window.seg.canvas.widget_pos_of_pixel(45, 35), Qt.KeyboardModifier.AltModifier)
     mouse(vp, "release", window.seg.canvas.widget_pos_of_pixel(45, 35), Qt.KeyboardModifier.AltModifier)
     assert window.tool_settings.label == 3 and mask.undo_count == 1
-    window.act_preserve.trigger()
-    window.act_accept_all.trigger()
+    window.act.preserve.trigger()
+    window.act.accept_all.trigger()
     pred = window.controller.outcome.prediction.labels
     painted = ref.data != 255
     np.testing.assert_array_equal(mask.data[painted], 3)
@@ -278,7 +235,7 @@ def test_history_survives_switching_images_and_autosave_writes(qtbot, window, ti
     ed = window.editor
     ed.autosave.setInterval(150)
     first = open_project(qtbot, window, tiny_ckpt, project)
-    window.act_tools["fill"].trigger()
+    window.act.tools["fill"].trigger()
     window.tool_settings.label = 2
     canvas, vp = window.seg.canvas, window.seg.canvas.viewport()
     mouse(vp, "press", canvas.widget_pos_of_pixel(5, 5))
@@ -294,7 +251,7 @@ def test_history_survives_switching_images_and_autosave_writes(qtbot, window, ti
     # the next image, a stroke there; then back: the first image still has its undo step
     window.controller.step_image(1)
     qtbot.waitUntil(lambda: ed.name == "scene_0001" and ed.mask is not None, timeout=10000)
-    window.act_tools["brush"].trigger()
+    window.act.tools["brush"].trigger()
     mouse_drag(window, [(10, 10), (30, 10)])
     second = ed.mask
     assert second is not first and second.undo_count == 1
@@ -305,7 +262,7 @@ def test_history_survives_switching_images_and_autosave_writes(qtbot, window, ti
     # leaving scene_0001 saved it
     qtbot.waitUntil(lambda: (project / "masks" / "scene_0001.png").exists(), timeout=10000)
     with qtbot.waitSignal(ed.saved, timeout=10000, check_params_cb=lambda name: name == "scene_0000"):
-        window.act_undo.trigger()
+        window.act.undo.trigger()
     assert (first.data == 255).all()
     assert (core.read_mask(project / "masks" / "scene_0000.png", core.ClassTable.load(project / "classes.json"))
             == 255).all()
@@ -319,7 +276,7 @@ def test_crash_journal_is_offered_for_recovery(qtbot, tiny_ckpt, project, tmp_pa
     w1.show()
     w1.editor.autosave.setInterval(3_600_000)  # the crash comes before any save
     open_project(qtbot, w1, tiny_ckpt, project)
-    w1.act_tools["brush"].trigger()
+    w1.act.tools["brush"].trigger()
     w1.tool_settings.label = 4
     mouse_drag(w1, [(10, 10), (60, 40)])
     painted = w1.editor.mask.data.copy()
@@ -364,12 +321,11 @@ def test_unreadable_mask_opens_read_only_and_is_never_overwritten(qtbot, window,
     qtbot.waitUntil(lambda: ed.reason.startswith("read-only"), timeout=20000)
     assert ed.mask is None and "scene_0000" in window.last_error
     assert "read-only" in window.tool_panel.state.text()
-    window.act_tools["brush"].trigger()
+    window.act.tools["brush"].trigger()
     mouse_drag(window, [(10, 10), (40, 40)])
     assert "cannot be edited" in window.info.text()
-    window.act_accept_all.trigger()
-    window.editor.save_dirty()
-    window.editor.saver.wait(5000)
+    window.act.accept_all.trigger()
+    assert window.editor.save_dirty() == [] and window.editor.save_all() is None  # nothing to save
     assert bad.read_bytes() == original
     assert window.image_list.folder.entries[0].mask_state == "unreadable mask"
 
@@ -382,7 +338,7 @@ def test_closing_with_unsaved_changes_asks(qtbot, tiny_ckpt, project):
     w.show()
     w.editor.autosave.setInterval(3_600_000)
     open_project(qtbot, w, tiny_ckpt, project)
-    w.act_tools["brush"].trigger()
+    w.act.tools["brush"].trigger()
     mouse_drag(w, [(5, 5), (25, 25)])
     answers = [B.Cancel, B.Save]
     asked = []
@@ -395,8 +351,9 @@ def test_closing_with_unsaved_changes_asks(qtbot, tiny_ckpt, project):
     w.close()
     assert w.isVisible() and "scene_0000" in asked[0]  # Cancel: the window stays
     assert not (project / "masks" / "scene_0000.png").exists()
-    w.close()
-    assert not w.isVisible() and len(asked) == 2
+    w.close()  # Save: the masks are saved by a job, then the window closes
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=10000)
+    assert len(asked) == 2
     saved = core.read_mask(project / "masks" / "scene_0000.png", core.ClassTable.load(project / "classes.json"))
     assert (saved != 255).sum() > 50
     assert w.controller.shutdown(10000)
@@ -412,7 +369,7 @@ def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, pro
     assert "uncertainty" in window.image_list.text_of(0)
     # next region: the most uncertain unlabelled tile; the view zooms to it
     with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
-        window.act_next_region.trigger()
+        window.act.next_region.trigger()
     region = blocker.args[0]
     assert region.region == core.uncertain_regions(umap, k=1)[0].region
     (x0, x1), (y0, y1) = window.seg.canvas.vb.viewRange()
@@ -422,11 +379,11 @@ def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, pro
     # label it: the next press goes elsewhere
     window.editor.mask.assign(region.region, np.zeros((ry1 - ry0, rx1 - rx0), np.uint8))
     with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
-        window.act_next_region.trigger()
+        window.act.next_region.trigger()
     assert blocker.args[0].region != region.region
     # rank every image: all get scores; sorting puts the most uncertain first
     with qtbot.waitSignal(window.ranker.rankingFinished, timeout=60000):
-        window.act_rank.trigger()
+        window.act.rank.trigger()
     scores = [e.score for e in c.folder.entries]
     assert all(s is not None for s in scores)
     window.image_list.sort_box.setChecked(True)
@@ -446,7 +403,7 @@ def test_new_project_from_a_plain_folder_then_polygon_by_clicks_and_enter(qtbot,
     qtbot.waitUntil(lambda: window.controller.image is not None and window.controller.loaded is not None,
                     timeout=20000)
     assert ed.mask is None and "not a project" in ed.reason
-    window.act_tools["polygon"].trigger()
+    window.act.tools["polygon"].trigger()
     mouse_drag(window, [(5, 5)])
     assert "cannot be edited" in window.info.text()
     root = tmp_path / "new-project"

@@ -88,7 +88,7 @@ def test_switching_a_level_off_reruns_heads_only(qtbot, shown, tiny_ckpt):
     assert (blocker.args[0].prediction.labels != both.labels).mean() < 1e-3
     # all back on: the original prediction, no change
     with qtbot.waitSignal(c.outcomeReady, timeout=20000) as blocker:
-        window.act_all_levels.trigger()
+        window.act.all_levels.trigger()
     assert blocker.args[0].prediction is base and blocker.args[0].change is None
     assert all(card.isChecked() for card in window.pyramid.cards.values())
     assert "none" in window.pyramid.changed_label.text()
@@ -101,7 +101,7 @@ def test_levels_stay_off_for_the_next_image(qtbot, shown, tiny_ckpt):
         c.set_level_enabled(2, False)
     # the next image: the full prediction first, then the re-run with level 2 off
     with qtbot.waitSignal(c.outcomeReady, timeout=30000, check_params_cb=lambda o: o.mode == "heads") as blocker:
-        window.act_next.trigger()
+        window.act.next.trigger()
     o = blocker.args[0]
     assert o.path.name == "scene_0001.png" and o.disabled_levels == (2,)
     assert not window.pyramid.cards[2].isChecked()

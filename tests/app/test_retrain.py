@@ -7,14 +7,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import torch
 from PySide6.QtWidgets import QMessageBox
 
 import core
-from app.retrain import RetrainOptions, summary
-
-from test_editing import mouse_drag, open_project, project  # noqa: F401 (a fixture)
+from app.controllers.retrainer import RetrainOptions
+from window_helpers import mouse_drag, open_project
 
 B = QMessageBox.StandardButton
 
@@ -27,16 +25,6 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def corrected(project, scenes):
-    """The project with corrections of an earlier session: the true masks of three images."""
-    classes = core.ClassTable.load(project / "classes.json")
-    for name in ("scene_0001", "scene_0002", "scene_0003"):
-        gt = core.read_mask(scenes / "masks" / f"{name}.png", classes)
-        core.write_mask(project / "masks" / f"{name}.png", gt, classes)
-    return project
-
-
 def test_retrain_improves_agreement_saves_history_and_rolls_back(qtbot, window, tiny_ckpt, corrected, scenes):
     mask = open_project(qtbot, window, tiny_ckpt, corrected)
     c, rt, panel = window.controller, window.retrainer, window.retrain_panel
@@ -44,7 +32,7 @@ def test_retrain_improves_agreement_saves_history_and_rolls_back(qtbot, window, 
     old_state = state_of(old_loaded.model)
     # one more correction, painted now and not saved yet: the retrain must see it
     window.editor.autosave.setInterval(3_600_000)
-    window.act_tools["brush"].trigger()
+    window.act.tools["brush"].trigger()
     window.tool_settings.label = 6
     mouse_drag(window, [(10, 20), (100, 20)])
     assert mask.dirty
@@ -53,8 +41,8 @@ def test_retrain_improves_agreement_saves_history_and_rolls_back(qtbot, window, 
     records = []
     rt.progress.connect(records.append)
     with qtbot.waitSignal(rt.finished, timeout=60000) as blocker:
-        window.act_retrain.trigger()
-        assert not window.act_retrain.isEnabled() and window.act_cancel_retrain.isEnabled()
+        window.act.retrain.trigger()
+        assert not window.act.retrain.isEnabled() and window.act.cancel_retrain.isEnabled()
     result = blocker.args[0]
     assert not mask.dirty and (corrected / "masks" / "scene_0000.png").exists()
     # progress: every step, validation on the fixed split, and the curves show them
@@ -78,15 +66,17 @@ def test_retrain_improves_agreement_saves_history_and_rolls_back(qtbot, window, 
     assert same_weights(state_of(old_loaded.model), old_state)
     saved = core.load_model(history[1].path)
     assert same_weights(state_of(saved.model), state_of(result.loaded.model))
-    qtbot.waitUntil(lambda: c.outcome is not None and c._current((c._image_gen, c._model_gen))
-                    and c.outcome.prediction is not None and c.predictor.model is result.loaded.model,
-                    timeout=20000)
+    qtbot.waitUntil(lambda: c.outcome is not None and c.predictor.model is result.loaded.model
+                    and c._cache.get((str(c.image.path), c.models.generation)) is c.outcome, timeout=20000)
+    # the shown prediction is the new model's (the saved checkpoint's, predicted here directly)
+    reference = core.Predictors.on(saved.model, "cpu").single.predict(c.image.image)
+    np.testing.assert_array_equal(c.outcome.prediction.labels, reference.labels)
     # before / after: the new model agrees much better with the corrections
     with qtbot.waitSignal(rt.comparisonReady, timeout=60000) as blocker:
         pass
     rows = blocker.args[0]
     assert {r.name for r in rows} == {"scene_0000", "scene_0001", "scene_0002", "scene_0003"}
-    before, after, n = summary(rows)
+    before, after, n = core.agreement_summary(rows)
     assert after > before + 0.12, (before, after)
     assert panel.compare.rowCount() == 4 and "->" in panel.compare_label.text()
     # rollback: the starting model again
@@ -105,28 +95,28 @@ def test_cancel_keeps_the_previous_model(qtbot, window, tiny_ckpt, corrected):
     window.retrain_panel.set_options(RetrainOptions(steps=100000, lr=0.05, batch=2, crop=96,
                                                     freeze_backbone=False, cache_features=False))
     with qtbot.waitSignal(rt.progress, timeout=60000):
-        window.act_retrain.trigger()
+        window.act.retrain.trigger()
     task = rt.task
     t0 = time.perf_counter()
     with qtbot.waitSignal(rt.cancelled, timeout=2000):
-        window.act_cancel_retrain.trigger()
+        window.act.cancel_retrain.trigger()
     qtbot.waitUntil(lambda: task.is_finished, timeout=2000)  # the worker stopped too
     assert time.perf_counter() - t0 < 2.0 and not rt.running
     assert c.loaded is loaded and same_weights(state_of(c.loaded.model), before)
     assert window.editor.project.checkpoints() == []
-    assert "Cancelled" in window.retrain_panel.status.text() and window.act_retrain.isEnabled()
+    assert "Cancelled" in window.retrain_panel.status.text() and window.act.retrain.isEnabled()
 
 
 def test_retrain_refuses_clearly(qtbot, window, tiny_ckpt, project, scenes):
     # no model
     window.open_folder(project)
     with qtbot.waitSignal(window.retrainer.failed, timeout=5000) as blocker:
-        window.act_retrain.trigger()
+        window.act.retrain.trigger()
     assert "model" in blocker.args[0]
     # a model and a project but nothing painted: core says so, nothing is added
     open_project(qtbot, window, tiny_ckpt, project)
     with qtbot.waitSignal(window.retrainer.failed, timeout=30000) as blocker:
-        window.act_retrain.trigger()
+        window.act.retrain.trigger()
     assert "labelled pixel" in blocker.args[0] and "labelled pixel" in window.retrain_panel.status.text()
     assert window.editor.project.checkpoints() == []
 

@@ -16,15 +16,7 @@ import core
 from app import colormaps
 from app.views.segmentation_view import hover_text
 from core import inspect as ins
-
-
-def rendered_rgba(item) -> np.ndarray:
-    """What an ImageItem paints: render it and read its QImage back as (H, W, 4) RGBA."""
-    item.render()
-    qimg = item.qimage.convertToFormat(item.qimage.Format.Format_RGBA8888)
-    h, w = qimg.height(), qimg.width()
-    buf = np.frombuffer(qimg.constBits(), np.uint8, count=qimg.sizeInBytes())
-    return buf.reshape(h, qimg.bytesPerLine())[:, : w * 4].reshape(h, w, 4).copy()
+from window_helpers import rendered_rgba
 
 
 def open_and_wait(qtbot, window, model: Path, image: Path):
@@ -98,7 +90,7 @@ def test_image_list_opens_images_and_shows_mask_state(qtbot, window, tiny_ckpt, 
     assert blocker.args[0].path.name == "scene_0002.png"
     assert window.controller.image.mask is not None  # the project's mask was read with the image
     with qtbot.waitSignal(window.controller.outcomeReady, timeout=30000) as blocker:
-        window.act_next.trigger()
+        window.act.next.trigger()
     assert blocker.args[0].path.name == "scene_0003.png"
 
 
@@ -127,23 +119,23 @@ def test_display_modes_opacity_and_visibility(qtbot, window, tiny_ckpt, scenes):
     outcome = open_and_wait(qtbot, window, tiny_ckpt, scenes / "images" / "scene_0000.png")
     pred = outcome.prediction
     seg = window.seg
-    window.act_modes["confidence"].trigger()
+    window.act.modes["confidence"].trigger()
     assert seg.mode == "confidence"
     np.testing.assert_array_equal(seg.canvas.overlay.image, np.round(pred.confidence * 255).astype(np.uint8))
-    window.act_modes["entropy"].trigger()
+    window.act.modes["entropy"].trigger()
     expected = np.clip(np.round(pred.entropy / math.log(pred.num_classes) * 255), 0, 255).astype(np.uint8)
     assert np.abs(seg.canvas.overlay.image.astype(int) - expected).max() <= 1
     seg.set_mode("class", 3)
     np.testing.assert_array_equal(seg.canvas.overlay.image, np.round(pred.probs[3] * 255).astype(np.uint8))
-    assert window.act_modes["class"].isChecked()
-    window.act_modes["labels"].trigger()
+    assert window.act.modes["class"].isChecked()
+    window.act.modes["labels"].trigger()
     assert np.shares_memory(seg.canvas.overlay.image, pred.labels)
     # opacity and show/hide act on the overlay item
-    window.act_less_opaque.trigger()
+    window.act.less_opaque.trigger()
     assert seg.canvas.overlay.opacity() == pytest.approx(0.5)
-    window.act_overlay.trigger()
+    window.act.overlay.trigger()
     assert not seg.canvas.overlay.isVisible() and not seg.show_box.isChecked()
-    window.act_overlay.trigger()
+    window.act.overlay.trigger()
     assert seg.canvas.overlay.isVisible()
 
 
@@ -209,7 +201,7 @@ def test_recent_files_and_layout_are_remembered(qtbot, tiny_ckpt, scenes):
     assert w2.tabs.currentIndex() == 2
     assert w2.seg.opacity.value() == 30
     assert not w2.legend_dock.isVisible()
-    w2._fill_recent("images", w2.recent_menus["images"])
+    w2.fill_recent("images", w2.recent_menus["images"])
     assert w2.recent_menus["images"].actions()[0].text() == "scene_0003.png"
     w2.close()
     assert w2.controller.shutdown(10000)

@@ -32,7 +32,7 @@ def counting_job(n: int, delay: float, log: list, *, cancel):
             raise core.Cancelled("stopped")
         time.sleep(delay)
         log.append((i, threading.get_ident()))
-        yield (i + 1) / n
+        yield core.Progress(fraction=(i + 1) / n)
     return "done"
 
 
@@ -48,7 +48,7 @@ def test_runner_runs_jobs_one_at_a_time_off_the_gui_thread(qtbot):
     assert t1.result == "done" and t2.result == "done"
     assert [i for i, _ in log] == [0, 1, 2, 0, 1]  # serial: b started after a finished
     assert all(tid != threading.get_ident() for _, tid in log)
-    assert progress == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert [p.fraction for p in progress] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert runner.shutdown(5000) and not runner.busy
 
 
@@ -62,7 +62,7 @@ def test_cancel_stops_a_job_and_errors_are_reported(qtbot):
     assert len(log) < 1000 and task.result is None
 
     def failing(*, cancel):
-        yield 0.0
+        yield core.Progress()
         raise core.ImageReadError("x.png: truncated")
 
     bad = runner.submit("bad", failing)
@@ -111,3 +111,38 @@ def test_closing_during_inference_is_clean(qtbot, tiny_ckpt, big_image, capfd):
     assert took < 30
     out, err = capfd.readouterr()
     assert QTHREAD_DESTROYED not in out + err
+
+
+def test_a_chain_runs_its_steps_on_their_runners_in_order(qtbot):
+    from app.workers import Chain
+
+    a, b = TaskRunner("a"), TaskRunner("b")
+    log: list = []
+
+    def job(tag, value, *, cancel):
+        log.append((tag, threading.get_ident()))
+        yield core.Progress(message=tag)
+        return value + 1
+
+    chain = Chain("two", [lambda v: a.submit("one", job, "one", v), lambda v: v * 10,
+                          lambda v: b.submit("two", job, "two", v)])
+    seen = []
+    chain.progress.connect(lambda rec: seen.append(rec.message))
+    with qtbot.waitSignal(chain.succeeded, timeout=5000) as blocker:
+        chain.start(1)
+    assert blocker.args == [21] and seen == ["one", "two"] and [t for t, _ in log] == ["one", "two"]
+    assert log[0][1] != log[1][1] != threading.get_ident()  # each on its own runner's thread
+    # a failing step stops the chain; the steps after it never run
+    ran = []
+    bad = Chain("bad", [lambda v: (_ for _ in ()).throw(core.StudioError("nope")), lambda v: ran.append(v)])
+    with qtbot.waitSignal(bad.failed, timeout=5000) as blocker:
+        bad.start()
+    assert "nope" in str(blocker.args[0]) and ran == [] and bad.is_finished
+    # cancel: the running step is cancelled and no later step starts
+    stop = Chain("stop", [lambda v: a.submit("long", counting_job, 1000, 0.005, []), lambda v: ran.append(v)])
+    with qtbot.waitSignal(stop.cancelled, timeout=10000):
+        stop.start()
+        qtbot.wait(50)
+        stop.cancel()
+    assert ran == [] and stop.is_finished and stop.is_cancelled
+    assert a.shutdown(5000) and b.shutdown(5000)

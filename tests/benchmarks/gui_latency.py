@@ -117,6 +117,7 @@ def main() -> int:
     w.show()
     c = w.controller
     c.set_model(loaded_model(args.depth, args.classes))
+    wait_for_signal(c.modelChanged, 600)  # in use once placed on the device by the inference runner
     import gc
 
     gc.collect()

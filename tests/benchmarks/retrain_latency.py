@@ -42,25 +42,15 @@ def demo_model() -> Path:
     print("no demo model: training one on the demo project ...", flush=True)
     t0 = time.perf_counter()
     root = demo_project()
-    gen = demo.train_demo_job(root, demo.trained_checkpoint(), demo.DEMO_STEPS, 0, cancel=lambda: False)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        print(f"  trained in {time.perf_counter() - t0:.0f} s: {stop.value}")
-        return stop.value
+    path = core.run_to_end(core.train_demo_model(root, demo.trained_checkpoint(), demo.DEMO_STEPS, 0))
+    print(f"  trained in {time.perf_counter() - t0:.0f} s: {path}")
+    return path
 
 
 def demo_project() -> Path:
     from app import demo
 
-    root = demo.demo_project_dir()
-    gen = demo.ensure_project_job(root, cancel=lambda: False)
-    try:
-        while True:
-            next(gen)
-    except StopIteration:
-        return root
+    return core.run_to_end(core.ensure_demo_project(demo.demo_project_dir()))
 
 
 def val_miou(model, project_root: Path, device) -> float:
@@ -85,7 +75,7 @@ def window_run(ckpt: Path, steps: int | None, device: str) -> None:
 
     app = QApplication.instance() or QApplication(["retrain-latency"])
     from app.main_window import MainWindow
-    from app.retrain import RetrainOptions, summary
+    from app.controllers.retrainer import RetrainOptions
 
     tmp = Path(tempfile.mkdtemp(prefix="retrain-bench-"))
     root = tmp / "demo-project"
@@ -130,15 +120,15 @@ def window_run(ckpt: Path, steps: int | None, device: str) -> None:
         w.retrain_panel.set_options(RetrainOptions(steps=steps))
     opts = w.retrain_panel.options()
     t0 = time.perf_counter()
-    w.act_retrain.trigger()
-    spin_until(lambda: "new prediction shown" in marks or (not rt.running and "trained + saved" not in marks
-                                                          and rt.task is not None and rt.task.is_finished))
+    w.act.retrain.trigger()
+    spin_until(lambda: "new prediction shown" in marks or (rt.task is not None and rt.task.is_finished
+                                                          and "trained + saved" not in marks))
     if "new prediction shown" not in marks:
         print("retrain failed:", w.retrain_panel.status.text())
         return
     after_shown = agreement(c.outcome)
     spin_until(lambda: "before/after done" in marks)
-    before, after, n = summary(rt.comparison)
+    before, after, n = core.agreement_summary(rt.comparison)
     entry = rt.last.entry
     print(f"retrain in the window on a copy of the demo project ({len(core.Project.open(root).names())} images), "
           f"device {c.device}: {opts.steps} steps, batch {opts.batch}, lr {opts.lr}, "
@@ -151,7 +141,9 @@ def window_run(ckpt: Path, steps: int | None, device: str) -> None:
     print(f"  agreement over the {n} labelled images: {100 * before:.1f} % -> {100 * after:.1f} %")
     w.editor.autosave.stop()
     w.ask = lambda *a: None
-    w.editor.save_all_now()
+    saving = w.editor.save_all()
+    if saving is not None:
+        spin_until(lambda: saving.is_finished)
     w.close()
     c.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)

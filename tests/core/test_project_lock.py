@@ -339,4 +339,5 @@ def test_the_cli_says_in_one_line_that_the_project_is_locked(tmp_path, capsys):
                  "--batch", "2", "--crop", "32", "-q"]) == 0
     assert not (demo / LOCK_FILE).exists()  # the command released it
     history = json.loads((demo / "project.json").read_text())["history"]
-    assert len(history) == 1
+    # the starting model joins the history first (so it can be restored), then the fine-tuned one
+    assert len(history) == 2 and history[0]["note"].startswith("starting model")

@@ -13,7 +13,7 @@ import torch
 from core.config import ModelConfig
 from core.data.augment import TrainAugment
 from core.data.synthetic import SYNTHETIC_CLASSES, generate_scene, scene_seed
-from core.errors import CheckpointError, TrainingError
+from core.errors import Cancelled, CheckpointError, TrainingError
 from core.model import PSPNet
 from core.training import TrainConfig, TrainResult, finetune, fixed_val_split, poly_lr, train
 from core.training import loop
@@ -65,12 +65,16 @@ def cfg(**kw) -> TrainConfig:
 
 
 def run(gen, on_record=None) -> tuple[list, TrainResult]:
+    """The records and the result; a cancelled run's partial result (the rule: core/generators.py)."""
     records = []
     while True:
         try:
             rec = next(gen)
         except StopIteration as stop:
             return records, stop.value
+        except Cancelled as exc:
+            assert isinstance(exc.partial, TrainResult) and exc.partial.cancelled
+            return records, exc.partial
         records.append(rec)
         if on_record is not None:
             on_record(rec)
@@ -197,6 +201,14 @@ def test_cancel_keeps_the_last_completed_step(scenes):
     recs, res = run(train(model, scenes, cfg=cfg(steps=5), cancel=flag), on_record)
     assert res.cancelled and res.steps_done == 2 and [r.step for r in recs] == [1, 2]
     assert_same_state(snapshots[2], state(res.model))
+    # the rule (core/generators.py): a cancelled run raises, its partial result on the exception
+    flag = threading.Event()
+    gen = train(tiny_model(), scenes, cfg=cfg(steps=5), cancel=flag)
+    assert next(gen).step == 1
+    flag.set()
+    with pytest.raises(Cancelled, match="after 1 of 5 steps") as info:
+        next(gen)
+    assert info.value.partial.steps_done == 1 and info.value.partial.cancelled
     assert res.checkpoint is None and res.metrics is None
     # a callable works too, and a cancel before the first step changes nothing
     model = tiny_model()

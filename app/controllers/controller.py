@@ -1,37 +1,55 @@
-"""The controller: one QObject that owns the core objects and turns their events into signals.
+"""The window's controller: the image shown (with its editable mask) and its predictions.
 
-It holds the current model (``core.LoadedModel`` and its ``Predictor``), the image list, the
-current image (and its mask), and the current prediction; every long step runs as a job of a
-:class:`~app.workers.TaskRunner`. Views and widgets only read what the signals carry and call
-the methods here; they never talk to core's long-running parts themselves.
+It owns the runners (serial job queues, app/workers.py), the model in use
+(:class:`~app.controllers.models.ModelInUse`), the image list (:class:`~app.image_folder.ImageFolder`)
+and the feature controllers built on them: :class:`~app.controllers.mask_editing.MaskEditor`,
+:class:`~app.controllers.retrainer.Retrainer`, :class:`~app.controllers.ranker.Ranker`. Views
+and widgets only read what the signals carry and call the methods here.
 
-Inference is one job at a time: opening another image cancels the running prediction; a result
-that arrives for an image or model no longer shown is dropped.
+An image reaches the views in one signal, ``imageChanged(ShownImage)``: the photo and its
+editable mask together (the mask editor loads it while the photo is read). Inference is one job
+at a time on the inference runner: opening another image cancels the running prediction; a
+result that arrives for an image or model no longer shown is dropped.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 import core
-from app import jobs
-from app.editing import Editor
-from app.folder import ImageEntry, ImageFolder, folder_of_image, scan_folder
-from app.ranking import Ranker
-from app.retrain import Retrainer
+from app.controllers.mask_editing import MaskEditor, MaskRequest
+from app.controllers.models import ModelInUse
+from app.controllers.ranker import Ranker
+from app.controllers.retrainer import Retrainer
+from app.image_folder import ImageEntry, ImageFolder
 from app.workers import Task, TaskRunner
 
-# An image up to this many pixels is predicted in one pass with internals (for the pyramid
-# inspector and the head-only re-run); a larger one runs in sliding windows (with progress).
-MAX_SINGLE_PASS_PIXELS = 2048 * 1536
-SLIDING_CROP = 1024
 CACHE_SIZE = 4  # predictions kept for going back to an image
+
+
+@dataclass
+class ShownImage:
+    """What the views show of an image: the photo, the mask file's labels (for metrics) and the
+    editable mask (None: read-only, ``reason`` says why)."""
+
+    data: core.ImageData
+    mask: core.LabelMask | None = None
+    reason: str = ""
+
+    @property
+    def path(self) -> Path:
+        return self.data.path
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.data.image
 
 
 class Controller(QObject):
@@ -41,14 +59,13 @@ class Controller(QObject):
     deviceChanged = Signal(str)
     classesChanged = Signal(object)  # core.ClassTable
     # images
-    folderChanged = Signal(object)  # ImageFolder
-    entryChanged = Signal(int)  # an entry's state (mask / predicted) changed
-    imageChanged = Signal(object)  # jobs.ImageData (photo shown at once)
+    folderChanged = Signal(object)  # ImageFolder (its rows' changes: ImageFolder.entryChanged)
+    imageChanged = Signal(object)  # ShownImage: the photo and its editable mask, together
     # predictions
     predictionStarted = Signal()
     predictionProgress = Signal(float)
-    outcomeReady = Signal(object)  # jobs.Outcome: what the views show
-    pyramidReady = Signal(object)  # jobs.PyramidSummary for the current base prediction
+    outcomeReady = Signal(object)  # core.Outcome: what the views show
+    pyramidReady = Signal(object)  # core.PyramidSummary for the current base prediction
     levelsChanged = Signal(object)  # tuple of disabled bins
     busyChanged = Signal(bool)
     # messages
@@ -56,35 +73,36 @@ class Controller(QObject):
     error = Signal(str)  # a user-facing error (shown in the status bar and a dialog if wanted)
 
     def __init__(self, parent: QObject | None = None, *, device: str = "cpu",
-                 max_single_pass_pixels: int = MAX_SINGLE_PASS_PIXELS):
+                 max_single_pass_pixels: int = core.SINGLE_PASS_PIXELS):
         super().__init__(parent)
-        self.inference = TaskRunner("inference", self)  # model loads, predictions, re-runs: serial
-        self.io = TaskRunner("io", self)  # image reading, summaries
-        self.background = TaskRunner("background", self)  # demo training and other long jobs
+        self.inference = TaskRunner("inference", self)  # the model: loads, moves, copies, predictions, re-runs
+        self.io = TaskRunner("io", self)  # image reading, summaries, scores
+        self.background = TaskRunner("background", self)  # training and other long jobs on copies of the model
         for r in (self.inference, self.io):
             r.busyChanged.connect(self._emit_busy)
-        self.loaded: Any = None  # core.LoadedModel
-        self.predictor: Any = None  # single pass, with internals
-        self.window_predictor: Any = None  # sliding windows for big images
-        self.device = device
-        self.classes: Any = None
+        self.models = ModelInUse(self.inference, device, self)
+        self.models.loading.connect(self.modelLoading)
+        self.models.changed.connect(self._model_changed)
+        self.models.deviceChanged.connect(self._device_changed)
+        self.models.failed.connect(self._fail)
+        self.classes: core.ClassTable | None = None
         self.folder: ImageFolder | None = None
-        self.image: jobs.ImageData | None = None
-        self.base_outcome: jobs.Outcome | None = None  # all pyramid levels on
-        self.outcome: jobs.Outcome | None = None  # what is shown (levels switched off applied)
-        self.pyramid: jobs.PyramidSummary | None = None
+        self.image: ShownImage | None = None
+        self.base_outcome: core.Outcome | None = None  # all pyramid levels on
+        self.outcome: core.Outcome | None = None  # what is shown (levels switched off applied)
+        self.pyramid: core.PyramidSummary | None = None
         self.disabled_levels: tuple[int, ...] = ()
         self.max_single_pass_pixels = max_single_pass_pixels
-        self._model_gen = 0  # bumped when the model or device changes
         self._image_gen = 0  # bumped when the image changes
         self._predict_task: Task | None = None
         self._rerun_task: Task | None = None
         self._read_task: Task | None = None
-        self._cache: OrderedDict[tuple, jobs.Outcome] = OrderedDict()
-        self._switch: Any = None  # core.LevelSwitch of base_outcome, made on the first level switch
+        self._cache: OrderedDict[tuple, core.Outcome] = OrderedDict()
+        self._switch: core.LevelSwitch | None = None  # of base_outcome, made on the first level switch
+        self._cache_gen = 0  # the model generation the cache holds predictions of
         self.last_timing: dict[str, float] = {}
         # correcting masks, retraining, what to correct next (each its own object; see their modules)
-        self.editor = Editor(self)
+        self.editor = MaskEditor(self)
         self.retrainer = Retrainer(self, self.editor)
         self.ranker = Ranker(self, self.editor)
 
@@ -98,23 +116,36 @@ class Controller(QObject):
         self.busyChanged.emit(self.busy)
 
     @property
-    def bins(self) -> tuple[int, ...]:
-        return tuple(self.loaded.model.bins) if self.loaded is not None else ()
+    def loaded(self) -> core.LoadedModel | None:
+        return self.models.loaded
 
     @property
-    def prediction(self) -> Any:
+    def device(self) -> str:
+        return self.models.device
+
+    @property
+    def predictor(self) -> core.Predictor | None:
+        """The single-pass predictor of the model in use (its ``model`` is the model in use)."""
+        return self.models.predictors.single if self.models.predictors is not None else None
+
+    @property
+    def bins(self) -> tuple[int, ...]:
+        return self.models.bins
+
+    @property
+    def prediction(self) -> core.Prediction | None:
         return self.outcome.prediction if self.outcome is not None else None
 
-    def _mask(self) -> Any:
-        """The current image's mask, when its class table is the model's (else no metrics)."""
-        if self.image is None or self.image.mask is None or self.loaded is None:
+    def _mask(self) -> np.ndarray | None:
+        """The current image's mask file labels, when its class table is the model's (else no metrics)."""
+        if self.image is None or self.image.data.mask is None or self.loaded is None:
             return None
         project = self.folder.classes if self.folder is not None else None
         if project is not None and tuple(project.names) != tuple(self.loaded.classes.names):
             return None
-        return self.image.mask
+        return self.image.data.mask
 
-    def current_classes(self) -> Any:
+    def current_classes(self) -> core.ClassTable | None:
         if self.classes is not None:
             return self.classes
         if self.folder is not None and self.folder.classes is not None:
@@ -125,70 +156,48 @@ class Controller(QObject):
     # models
     def open_model(self, paths: str | Path | Sequence[str | Path]) -> Task:
         """Load a checkpoint (ours or any importable format; two files for CSAIL encoder + decoder)."""
-        paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-        names = " + ".join(p.name for p in paths)
-        self.modelLoading.emit(names)
+        names = " + ".join(Path(p).name for p in ([paths] if isinstance(paths, (str, Path)) else paths))
         self.message.emit(f"Loading model {names} ...")
         self._cancel_inference()
-        task = self.inference.submit("load model", jobs.load_model_job, paths, self.device)
-        task.succeeded.connect(self._on_model_loaded)
-        task.failed.connect(lambda exc: self._fail(f"Could not load the model {names}", exc))
-        return task
+        return self.models.open(paths)
 
-    def set_model(self, loaded: Any) -> None:
-        """Use an already loaded model (e.g. one just trained)."""
-        self._on_model_loaded(loaded)
-
-    def _on_model_loaded(self, loaded: Any) -> None:
-        self.loaded = loaded
-        predictor = core.Predictor.from_loaded(loaded, device=self.device)
-        self.device = str(predictor.device)
-        self._make_predictors(predictor)
-        names = (" + ".join(Path(s).name for s in getattr(loaded, "sources", []) or [])
-                 or str(loaded.provenance.get("source", "model")))
-        self.message.emit(f"Model {names} loaded ({loaded.report.format}, {len(loaded.classes)} classes)")
-        self.modelChanged.emit(loaded)
-        self.deviceChanged.emit(self.device)
-        self._set_classes(loaded.classes)
-        self.repredict()
-
-    def _make_predictors(self, predictor: Any) -> None:
-        self._model_gen += 1
-        self._cache.clear()
-        self.predictor = predictor
-        self.window_predictor = core.Predictor(predictor.model, device=predictor.device, crop=SLIDING_CROP,
-                                               classes=predictor.classes)
-        self.disabled_levels = tuple(b for b in self.disabled_levels if b in self.bins)
-        if self.folder is not None:
-            for i, e in enumerate(self.folder.entries):
-                if e.predicted:
-                    e.predicted = False
-                    self.entryChanged.emit(i)
+    def set_model(self, loaded: core.LoadedModel) -> Task:
+        """Use an already loaded model (e.g. one just trained); in use once the task is done."""
+        return self.models.use(loaded)
 
     def set_device(self, device: str) -> Task | None:
         """Move the model to another device ("cpu", "cuda:0", ...) and predict again."""
-        if device == self.device:
-            return None
-        if self.loaded is None:
-            self.device = device
-            self.deviceChanged.emit(device)
-            return None
-        self._cancel_inference()
-        self.message.emit(f"Moving the model to {core.device_name(device)} ...")
-        task = self.inference.submit("move model", jobs.move_model_job, self.loaded, device)
+        if device != self.device and self.loaded is not None:
+            self._cancel_inference()
+            self.message.emit(f"Moving the model to {core.device_name(device)} ...")
+        return self.models.set_device(device)
 
-        def moved(predictor: Any) -> None:
-            self.device = device
-            self._make_predictors(predictor)
-            self.deviceChanged.emit(device)
+    def _model_changed(self, loaded: core.LoadedModel) -> None:
+        self._new_predictors()
+        names = (" + ".join(Path(s).name for s in loaded.sources or [])
+                 or str(loaded.provenance.get("source", "model")))
+        self.message.emit(f"Model {names} loaded ({loaded.report.format}, {len(loaded.classes)} classes)")
+        self.modelChanged.emit(loaded)
+        if loaded.classes != self.classes:  # a model just fine-tuned keeps its table: no widget rebuilt
+            self._set_classes(loaded.classes)
+        self.repredict()
+
+    def _device_changed(self, device: str) -> None:
+        self.deviceChanged.emit(device)
+        if self.loaded is not None and self._cache_gen != self.models.generation:  # moved: predict again
+            self._new_predictors()
             self.message.emit(f"Model on {core.device_name(device)}")
             self.repredict()
 
-        task.succeeded.connect(moved)
-        task.failed.connect(lambda exc: self._fail(f"Could not move the model to {device}", exc))
-        return task
+    def _new_predictors(self) -> None:
+        self._cache_gen = self.models.generation
+        self._cache.clear()
+        self._switch = None
+        self.disabled_levels = tuple(b for b in self.disabled_levels if b in self.bins)
+        if self.folder is not None:
+            self.folder.clear_predicted()
 
-    def _set_classes(self, classes: Any) -> None:
+    def _set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self.classesChanged.emit(classes)
 
@@ -196,7 +205,7 @@ class Controller(QObject):
     # folders and images
     def open_folder(self, root: str | Path, open_first: bool = True) -> ImageFolder | None:
         try:
-            folder = scan_folder(root)
+            folder = ImageFolder.scan(root, self)
         except core.StudioError as exc:
             self._fail("Could not open the folder", exc)
             return None
@@ -208,20 +217,22 @@ class Controller(QObject):
         return folder
 
     def _set_folder(self, folder: ImageFolder) -> None:
-        self.folder = folder
+        old, self.folder = self.folder, folder
         if self.loaded is None and folder.classes is not None:
             self._set_classes(folder.classes)
         self.folderChanged.emit(folder)
+        if old is not None and old is not folder:
+            old.deleteLater()
 
     def open_index(self, index: int) -> None:
-        if self.folder is not None and 0 <= index < len(self.folder.entries):
+        if self.folder is not None and 0 <= index < len(self.folder):
             self.open_image(self.folder.entries[index].path)
 
     def step_image(self, delta: int) -> None:
-        if self.folder is None or not self.folder.entries:
+        if self.folder is None or not len(self.folder):
             return
         i = self.current_index()
-        n = len(self.folder.entries)
+        n = len(self.folder)
         self.open_index((i + delta) % n if i >= 0 else 0)
 
     def current_index(self) -> int:
@@ -230,13 +241,13 @@ class Controller(QObject):
         return self.folder.index_of(self.image.path)
 
     def open_image(self, path: str | Path) -> Task:
-        """Show an image: the photo as soon as it is read, the prediction when it is ready.
+        """Show an image: the photo and its mask as soon as both are read, the prediction when ready.
 
         Cancels whatever prediction is running."""
         path = Path(path)
         if self.folder is None or self.folder.index_of(path) < 0:
             try:
-                self._set_folder(folder_of_image(path))
+                self._set_folder(ImageFolder.of_image(path, self))
             except core.StudioError:
                 pass
         entry = self._entry(path)
@@ -247,10 +258,20 @@ class Controller(QObject):
             self._read_task.cancel()
         classes = self.folder.classes if self.folder is not None else None  # masks use the project's table
         mask_path = entry.mask_path if entry is not None else None
-        task = self.io.submit("read image", jobs.read_image_job, path, mask_path, classes)
+        task = self.io.submit("read image", core.read_image_and_mask, path, mask_path, classes)
         self._read_task = task
-        task.succeeded.connect(lambda data: self._on_image_read(data, gen))
+        request = self.editor.request(path)  # the editable mask, loaded meanwhile
+        parts: dict[str, object] = {}
+
+        def ready(key: str, value: object) -> None:
+            parts[key] = value
+            if gen == self._image_gen and len(parts) == 2:
+                self._show_image(parts["data"], parts["mask"])  # type: ignore[arg-type]
+
+        task.succeeded.connect(lambda data: ready("data", data))
         task.failed.connect(lambda exc: gen == self._image_gen and self._fail(f"Could not open {path.name}", exc))
+        request.ready.connect(lambda req: ready("mask", req))
+        request.start()
         return task
 
     def _entry(self, path: Path) -> ImageEntry | None:
@@ -259,13 +280,12 @@ class Controller(QObject):
         i = self.folder.index_of(path)
         return self.folder.entries[i] if i >= 0 else None
 
-    def _on_image_read(self, data: jobs.ImageData, gen: int) -> None:
-        if gen != self._image_gen:
-            return
-        self.image = data
+    def _show_image(self, data: core.ImageData, mask: MaskRequest) -> None:
+        self.image = ShownImage(data, mask.mask, mask.reason)
         self.outcome = self.base_outcome = None
         self.pyramid = None
-        self.imageChanged.emit(data)
+        self.editor.set_current(mask)  # the editor's state first: the views' handlers read it
+        self.imageChanged.emit(self.image)
         h, w = data.image.shape[:2]
         note = f"  (mask not used: {data.mask_error})" if data.mask_error else ""
         self.message.emit(f"{data.path.name}: {w}x{h}{', with mask' if data.mask is not None else ''}{note}")
@@ -289,42 +309,45 @@ class Controller(QObject):
         """Predict the current image with the current model (from the cache when possible)."""
         if self.image is None:
             return None
-        if self.predictor is None:
+        predictors = self.models.predictors
+        if predictors is None:
             if not self.inference.busy and not self.background.busy:
                 self.message.emit(f"{self.image.path.name}: no model yet - open one with Model > Open Model (Ctrl+M)")
             return None
         self._cancel_inference()
-        key = (str(self.image.path), self._model_gen)
+        key = (str(self.image.path), self.models.generation)
         cached = self._cache.get(key) if use_cache else None
         if cached is not None:
             self._cache.move_to_end(key)
             self._show_base(cached)
             return None
-        data = self.image
-        h, w = data.image.shape[:2]
-        single = h * w <= self.max_single_pass_pixels
-        predictor = self.predictor if single else self.window_predictor
+        data = self.image.data
+        single = core.single_pass(data.image.shape, self.max_single_pass_pixels)
+        predictor = predictors.single if single else predictors.windows
         self.predictionStarted.emit()
         self.predictionProgress.emit(0.0)
         t0 = time.perf_counter()
-        gen = (self._image_gen, self._model_gen)
-        task = self.inference.submit("predict", jobs.predict_job, predictor, data.image, data.path, self._mask(),
+        gen = self._gen()
+        task = self.inference.submit("predict", core.predict_outcome, predictor, data.image, data.path, self._mask(),
                                      single)
         self._predict_task = task
-        task.progress.connect(lambda v: self._on_progress(v, gen))
+        task.progress.connect(lambda rec: self._on_progress(rec, gen))
         task.succeeded.connect(lambda out: self._on_predicted(out, gen, key, t0))
         task.failed.connect(lambda exc: self._fail(f"Prediction of {data.path.name} failed", exc))
         task.cancelled.connect(lambda: self.predictionProgress.emit(-1.0))
         return task
 
+    def _gen(self) -> tuple[int, int]:
+        return (self._image_gen, self.models.generation)
+
     def _current(self, gen: tuple[int, int]) -> bool:
-        return gen == (self._image_gen, self._model_gen)
+        return gen == self._gen()
 
-    def _on_progress(self, value: Any, gen: tuple[int, int]) -> None:
-        if self._current(gen) and isinstance(value, (int, float)):
-            self.predictionProgress.emit(float(value))
+    def _on_progress(self, rec: core.Progress, gen: tuple[int, int]) -> None:
+        if self._current(gen) and rec.fraction is not None:
+            self.predictionProgress.emit(float(rec.fraction))
 
-    def _on_predicted(self, outcome: jobs.Outcome, gen: tuple[int, int], key: tuple, t0: float) -> None:
+    def _on_predicted(self, outcome: core.Outcome, gen: tuple[int, int], key: tuple, t0: float) -> None:
         if not self._current(gen):
             return
         self._predict_task = None
@@ -332,14 +355,14 @@ class Controller(QObject):
         self._cache[key] = outcome
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        entry = self._entry(outcome.path) if outcome.path is not None else None
-        if entry is not None and not entry.predicted:
-            entry.predicted = True
-            self.entryChanged.emit(self.folder.entries.index(entry))
+        if self.folder is not None and outcome.path is not None:
+            i = self.folder.index_of(outcome.path)
+            if i >= 0:
+                self.folder.set_predicted(i)
         self.message.emit(f"Predicted {outcome.path.name if outcome.path else 'image'} in {outcome.seconds:.2f} s")
         self._show_base(outcome)
 
-    def _show_base(self, outcome: jobs.Outcome) -> None:
+    def _show_base(self, outcome: core.Outcome) -> None:
         """Show an all-levels prediction; then apply the switched-off levels, if any."""
         self.outcome = self.base_outcome = outcome
         self.pyramid = None
@@ -351,11 +374,11 @@ class Controller(QObject):
         if self.disabled_levels and outcome.prediction.internals is not None:
             self._rerun()
 
-    def _summarise(self, outcome: jobs.Outcome) -> None:
-        gen = (self._image_gen, self._model_gen)
-        task = self.io.submit("pyramid summary", jobs.pyramid_summary_job, outcome.base.internals)
+    def _summarise(self, outcome: core.Outcome) -> None:
+        gen = self._gen()
+        task = self.io.submit("pyramid summary", core.summarise_pyramid, outcome.base.internals)
 
-        def done(summary: jobs.PyramidSummary) -> None:
+        def done(summary: core.PyramidSummary) -> None:
             if self._current(gen) and self.base_outcome is outcome:
                 self.pyramid = summary
                 self.pyramidReady.emit(summary)
@@ -365,10 +388,11 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------------------------------
     # pyramid levels
-    def _level_switch(self) -> Any:
-        if self._switch is None or self._switch.base is not self.base_outcome.prediction:
-            self._switch = core.LevelSwitch(self.predictor.model, self.base_outcome.prediction,
-                                            device=self.predictor.device)
+    def _level_switch(self) -> core.LevelSwitch:
+        base = self.base_outcome.prediction
+        if self._switch is None or self._switch.base is not base:
+            p = self.models.predictors
+            self._switch = core.level_switch(p.model, base, p.device)
         return self._switch
 
     def prepare_levels(self) -> Task | None:
@@ -376,10 +400,11 @@ class Controller(QObject):
         view does this when it is shown, so that the first switch answers as fast as the next)."""
         if not self.can_rerun() or (self._switch is not None and self._switch.base is self.base_outcome.prediction):
             return None
-        return self.inference.submit("prepare level switches", jobs.prepare_switch_job, self._level_switch())
+        return self.inference.submit("prepare level switches", core.prepare_level_switch, self._level_switch())
 
     def can_rerun(self) -> bool:
-        return self.base_outcome is not None and self.base_outcome.prediction.internals is not None
+        return (self.base_outcome is not None and self.base_outcome.prediction.internals is not None
+                and self.models.predictors is not None)
 
     def set_level_enabled(self, bin: int, enabled: bool) -> Task | None:
         """Switch one pyramid level on or off; re-runs the heads on the cached features."""
@@ -413,14 +438,13 @@ class Controller(QObject):
             self.outcomeReady.emit(self.outcome)
             return None
         base = self.base_outcome.prediction
-        data = self.image
-        gen = (self._image_gen, self._model_gen)
+        gen = self._gen()
         t0 = time.perf_counter()
-        task = self.inference.submit("re-run heads", jobs.rerun_job, self._level_switch(), self.base_outcome,
+        task = self.inference.submit("re-run heads", core.rerun_outcome, self._level_switch(), self.base_outcome,
                                      self._mask(), self.disabled_levels)
         self._rerun_task = task
 
-        def done(outcome: jobs.Outcome) -> None:
+        def done(outcome: core.Outcome) -> None:
             if not self._current(gen) or self.base_outcome is None or self.base_outcome.prediction is not base:
                 return
             if outcome.disabled_levels != self.disabled_levels:
@@ -446,7 +470,7 @@ class Controller(QObject):
         self.error.emit(text)
 
     def shutdown(self, timeout_ms: int = 60000) -> bool:
-        """Cancel every job and wait for the worker threads (call before the window goes)."""
+        """Cancel every job and wait for the worker threads (call when the window goes)."""
         ok = True
         for r in (self.background, self.inference, self.io):
             r.cancel_all()

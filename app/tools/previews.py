@@ -1,44 +1,14 @@
-"""The graphics items of mask editing: the editable mask layer, the brush outline, the path preview.
-
-The mask layer is a pyqtgraph ImageItem whose QImage is an indexed (Format_Indexed8) view of
-the ``LabelMask``'s own buffer: no copy is made, so after an edit the only work left is to ask
-Qt to repaint the changed box (``update_region``), and the repaint touches only the screen
-pixels inside it. That is what keeps a brush segment on a 4000x3000 mask far below 8 ms.
-"""
+"""What the editing tools draw over the image while in use: the brush outline and the path
+(lasso, polygon) being drawn. The mask itself is app/views/mask_layer.py."""
 
 from __future__ import annotations
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsRectItem
 
-Z_MASK, Z_TOOLS = 2, 10
-
-
-class MaskLayer(pg.ImageItem):
-    """Shows a (H, W) uint8 label mask through a (256, 4) lookup table, without copying it."""
-
-    def __init__(self) -> None:
-        super().__init__(axisOrder="row-major")
-        self.setZValue(Z_MASK)
-        self.data: np.ndarray | None = None
-
-    def set_mask(self, data: np.ndarray | None, lut: np.ndarray | None = None) -> None:
-        """``data`` must stay the same buffer for as long as it is shown (LabelMask edits in place)."""
-        self.data = data
-        if data is None:
-            self.clear()
-            return
-        if data.dtype != np.uint8 or not data.flags.c_contiguous:
-            raise ValueError("the mask layer needs a C-contiguous uint8 array (the LabelMask's own buffer)")
-        self.setImage(data, autoLevels=False, levels=None, lut=lut)
-
-    def update_region(self, region) -> None:
-        """Repaint only the box ``(y0, y1, x0, x1)`` (a core.Region) that changed."""
-        y0, y1, x0, x1 = (int(v) for v in region)
-        self.update(QRectF(x0, y0, x1 - x0, y1 - y0))
+Z_TOOLS = 10
 
 
 def _pen(color: str, width: float, dashed: bool = False) -> QPen:

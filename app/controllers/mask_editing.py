@@ -1,14 +1,17 @@
-"""The mask being corrected: which ``core.LabelMask`` is edited, undo/redo, autosave, recovery.
+"""Mask editing: which ``core.LabelMask`` is edited, undo/redo, autosave, crash recovery.
 
-The :class:`Editor` follows the controller: when a project is opened it offers to recover the
-edits a crash left in the per-stroke journals; when an image of the project is shown it loads
-(in a worker) that image's mask through ``core.Project.load_mask``, which journals every
-stroke to disk; a mask that cannot be parsed leaves the image read-only, with the reason.
+The :class:`MaskEditor` follows the controller. When a project is opened it offers to recover
+the edits a crash left in the per-stroke journals. When an image of the project is opened, the
+controller asks it for that image's mask (:meth:`MaskEditor.request`): the mask is loaded in a
+worker through ``core.Project.load_mask`` (which journals every stroke) while the photo is
+read, and both reach the views in one signal; a mask that cannot be parsed leaves the image
+read-only, with the reason.
 
-Masks are saved by a worker (``Project.save_mask``: atomic, a consistent snapshot, safe while
-painting goes on) 1.5 s after the last edit, when another image is shown and when the window
-closes. The masks touched in this session are kept (with their undo history) so that going
-back to an image brings its history back; the oldest saved ones are let go beyond
+Masks are saved by jobs on the masks runner (``core.save_mask_job``: atomic, a consistent
+snapshot, safe while painting goes on) 1.5 s after the last edit, when another image is shown,
+when the project changes and before a retrain (:meth:`MaskEditor.save_all`). Nothing here
+waits on the GUI thread. The masks touched in this session are kept (with their undo history),
+so going back to an image brings its history back; the oldest saved ones are let go beyond
 ``MAX_OPEN_MASKS``.
 """
 
@@ -17,64 +20,69 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 import core
-from app.workers import TaskRunner
+from app.image_folder import ImageFolder
+from app.workers import Task, TaskRunner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.controllers.controller import Controller
 
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1500
 MAX_OPEN_MASKS = 16
+NOT_A_PROJECT = "not a project: open a project folder (images/, masks/) to correct masks"
 
 
-def load_mask_job(project: Any, name: str, *, cancel: Any) -> Generator[float, None, Any]:
-    yield 0.0
-    return project.load_mask(name)
+class MaskRequest(QObject):
+    """The editable mask of one image, on its way: ``ready(self)`` once ``mask`` (or ``reason``) is known."""
+
+    ready = Signal(object)
+
+    def __init__(self, name: str | None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.mask: core.LabelMask | None = None
+        self.reason = ""
+        self._start: Callable[[], None] | None = None
+        self.done = False
+
+    def resolve(self, mask: core.LabelMask | None, reason: str = "") -> None:
+        self.mask, self.reason, self.done = mask, reason, True
+        self.ready.emit(self)
+
+    def start(self) -> None:
+        """Begin (connect to ``ready`` first): resolves at once when nothing needs loading."""
+        if self._start is not None:
+            start, self._start = self._start, None
+            start()
 
 
-def create_project_job(root: Path, classes: Any, images: list[Path], *, cancel: Any) -> Generator[float, None, Path]:
-    """A new project folder holding copies of ``images`` (each is checked first; nothing is
-    copied when one cannot be read)."""
-    yield 0.0
-    project = core.Project.create(root, classes)
-    if images:
-        project.add_images(images)
-    return project.root
-
-
-def save_mask_job(project: Any, name: str, mask: Any, *, cancel: Any) -> Generator[float, None, tuple[str, int]]:
-    """Save even when cancelled: a queued save is never dropped (it is quick and it is the user's work)."""
-    yield 0.0
-    project.save_mask(name, mask)
-    return name, mask.saved_revision
-
-
-class Editor(QObject):
-    maskChanged = Signal(object)  # the current image's core.LabelMask, or None (read-only / none)
+class MaskEditor(QObject):
     regionChanged = Signal(object)  # core.Region of the current mask that changed
     committed = Signal()  # an undo step was completed on the current mask
-    historyChanged = Signal()  # undo / redo / dirty state of the current mask changed
+    historyChanged = Signal()  # the current mask, its undo / redo / dirty state, or why it is read-only
     dirtyChanged = Signal(bool)  # whether any mask has unsaved changes
-    readOnlyChanged = Signal(str)  # why the current image cannot be edited ("" when it can)
     saved = Signal(str)  # image name
     message = Signal(str)
     error = Signal(str)
 
-    def __init__(self, controller: Any, parent: QObject | None = None):
+    def __init__(self, controller: "Controller", parent: QObject | None = None):
         super().__init__(parent or controller)
         self.controller = controller
         self.saver = TaskRunner("masks", self)  # loads and saves, one at a time
-        self.project: Any = None
-        self.name: str | None = None  # the current image's name in the project
-        self.mask: Any = None  # its LabelMask (None while loading or when read-only)
+        self.project: core.Project | None = None
+        self.name: str | None = None  # the shown image's name in the project
+        self.mask: core.LabelMask | None = None  # its LabelMask (None while loading or when read-only)
         self.reason = "no project open: masks are corrected in a project folder"
-        self.masks: OrderedDict[str, Any] = OrderedDict()  # open masks, most recent last
-        self._saving: dict[str, Any] = {}  # name -> Task
-        self._load_gen = 0
+        self.masks: OrderedDict[str, core.LabelMask] = OrderedDict()  # open masks, most recent last
+        self._saving: dict[str, Task] = {}  # name -> its running save
+        self._loading: dict[str, Task] = {}  # name -> its running load
         self._was_dirty = False
         self.recovery_handler: Callable[[list[str]], bool] | None = None  # True: recover; default recover
         self.last_recovered: list[str] = []
@@ -83,7 +91,6 @@ class Editor(QObject):
         self.autosave.setInterval(AUTOSAVE_MS)
         self.autosave.timeout.connect(self.save_dirty)
         controller.folderChanged.connect(self._folder_changed)
-        controller.imageChanged.connect(self._image_changed)
 
     # ------------------------------------------------------------------------------------------
     # state
@@ -99,6 +106,15 @@ class Editor(QObject):
     def dirty_names(self) -> list[str]:
         return [n for n, m in self.masks.items() if m.dirty]
 
+    @property
+    def folder(self) -> ImageFolder | None:
+        return self.controller.folder
+
+    def name_of(self, path: Path) -> str | None:
+        """The project's name for an image path, or None when it is not one of the project's images."""
+        folder = self.folder
+        return folder.project_name_of(path) if folder is not None and folder.project is self.project else None
+
     def prediction(self) -> np.ndarray | None:
         """The labels of the prediction shown for the current image (for "accept")."""
         outcome = self.controller.outcome
@@ -106,13 +122,6 @@ class Editor(QObject):
             return None
         labels = outcome.prediction.labels
         return labels if labels.shape == self.mask.shape else None
-
-    def _set_read_only(self, reason: str) -> None:
-        self.mask = None
-        self.reason = reason
-        self.maskChanged.emit(None)
-        self.readOnlyChanged.emit(reason)
-        self.historyChanged.emit()
 
     def _emit_dirty(self) -> None:
         d = self.dirty
@@ -122,30 +131,36 @@ class Editor(QObject):
 
     # ------------------------------------------------------------------------------------------
     # projects
-    def _folder_changed(self, folder: Any) -> None:
-        project = getattr(folder, "project", None)
+    def _folder_changed(self, folder: ImageFolder) -> None:
+        project = folder.project
         if project is self.project:
             return
         self._leave_project()
         self.project = project
         self.name = None
-        if project is None:
-            self._set_read_only("not a project: open a project folder (images/, masks/) to correct masks")
-            return
-        self._offer_recovery()
+        self.mask = None
+        self.reason = NOT_A_PROJECT if project is None else ""
+        if project is not None:
+            self._offer_recovery()
+        self.historyChanged.emit()
 
     def _leave_project(self) -> None:
+        """Save what is unsaved and let the old project forget its masks, in a job (queued before
+        anything of the next project on the same runner)."""
         if self.project is None:
             return
         self.autosave.stop()
-        self.saver.wait(30000)
-        failures = self.save_all_now()
-        for name in list(self.masks):
-            if name not in failures:
-                self.project.close_mask(name)
+        project, masks = self.project, dict(self.masks)
         self.masks.clear()
         self.mask = None
+        if masks:
+            task = self.saver.submit("leave project", core.save_masks_job, project, masks, True)
+            task.succeeded.connect(lambda out: self._report_failures(out, "the previous project"))
         self._emit_dirty()
+
+    def _report_failures(self, out: core.SavedMasks, where: str) -> None:
+        for name, why in out.failed.items():
+            self.error.emit(f"Could not save the mask of {name} in {where} (the edits stay in its journal): {why}")
 
     def _offer_recovery(self) -> None:
         """Edits a crash left in journals: recover them (they become unsaved edits) or set them aside."""
@@ -181,68 +196,69 @@ class Editor(QObject):
             self._emit_dirty()
             self.autosave.start()
 
-    def create_project(self, root: str | Path, classes: Any, images: list[Path]) -> Any:
+    def create_project(self, root: str | Path, classes: core.ClassTable | None, images: list[Path]) -> Task | None:
         """Make a project of ``images`` in the empty or new folder ``root`` (in the background),
         then open it."""
         if classes is None:
             self.error.emit("A new project needs a class table: open a model first")
             return None
-        task = self.saver.submit("new project", create_project_job, Path(root), classes, [Path(p) for p in images])
+        task = self.saver.submit("new project", core.create_project_job, Path(root), classes,
+                                 [Path(p) for p in images])
         task.succeeded.connect(lambda path: (self.message.emit(f"New project {path} with {len(images)} images"),
                                              self.controller.open_folder(path)))
         task.failed.connect(lambda exc: self.error.emit(f"Could not create the project: {exc}"))
         return task
 
     # ------------------------------------------------------------------------------------------
-    # images
-    def name_of(self, path: Path) -> str | None:
-        """The project's name for an image path, or None when it is not one of the project's images."""
-        if self.project is None:
-            return None
-        try:
-            if Path(path).resolve().parent != self.project.images_dir.resolve():
-                return None
-        except OSError:
-            return None
-        return Path(path).stem
-
-    def _image_changed(self, data: Any) -> None:
-        name = self.name_of(data.path)
-        if name == self.name and self.mask is not None:
-            return
-        if self.name is not None and self.mask is not None and self.mask.dirty:
+    # the shown image's mask
+    def request(self, path: Path) -> MaskRequest:
+        """The editable mask of image ``path`` for the controller (which shows it with the photo).
+        Leaving an image with unsaved edits saves them."""
+        if self.name is not None and self.mask is not None and self.mask.dirty and self.name_of(path) != self.name:
             self._save(self.name, self.mask)  # leaving an image saves it
-        self.name = name
-        self._load_gen += 1
+        name = self.name_of(path)
+        req = MaskRequest(name, self)
         if name is None:
-            reason = ("not a project: open a project folder (images/, masks/) to correct masks"
-                      if self.project is None else f"{data.path.name} is not one of the project's images")
-            self._set_read_only(reason)
-            return
-        if name in self.masks:
-            self.masks.move_to_end(name)
-            self._show(name, self.masks[name])
-            return
-        self._set_read_only("loading the mask ...")
-        gen = self._load_gen
-        task = self.saver.submit("load mask", load_mask_job, self.project, name)
-        task.succeeded.connect(lambda mask: self._loaded(name, mask, gen))
-        task.failed.connect(lambda exc: self._load_failed(name, exc, gen))
+            reason = NOT_A_PROJECT if self.project is None else f"{Path(path).name} is not one of the project's images"
+            req._start = lambda: req.resolve(None, reason)
+        elif name in self.masks:
+            mask = self.masks[name]
+            req._start = lambda: req.resolve(mask)
+        else:
+            req._start = lambda: self._load(req)
+        return req
 
-    def _loaded(self, name: str, mask: Any, gen: int) -> None:
-        self._keep(name, mask)
-        if gen == self._load_gen:
-            self._show(name, mask)
+    def _load(self, req: MaskRequest) -> None:
+        name, project = req.name, self.project
+        task = self._loading.get(name)
+        if task is None or task.is_finished:
+            task = self.saver.submit("load mask", core.load_mask_job, project, name)
+            self._loading[name] = task
+            task.done.connect(lambda: self._loading.pop(name, None) if self._loading.get(name) is task else None)
 
-    def _load_failed(self, name: str, exc: BaseException, gen: int) -> None:
-        if gen != self._load_gen:
-            return
-        reason = getattr(exc, "reason", None) or str(exc)
-        self._set_read_only(f"read-only: {reason}")
-        self.error.emit(f"{name}: opened read-only: {exc}")
-        self._mark_entry(name, "unreadable mask")
+        def loaded(mask: core.LabelMask) -> None:
+            if self.project is project:
+                self._keep(name, mask)
+            req.resolve(mask if self.project is project else None, "" if self.project is project else "closed")
 
-    def _keep(self, name: str, mask: Any) -> None:
+        def failed(exc: BaseException) -> None:
+            reason = getattr(exc, "reason", None) or str(exc)
+            self.error.emit(f"{name}: opened read-only: {exc}")
+            if self.folder is not None and self.project is project:
+                self.folder.set_mask_state(name, core.UNREADABLE)
+            req.resolve(None, f"read-only: {reason}")
+
+        task.succeeded.connect(loaded)
+        task.failed.connect(failed)
+
+    def set_current(self, req: MaskRequest) -> None:
+        """The controller shows this image now (called just before its ``imageChanged``)."""
+        self.name, self.mask, self.reason = req.name, req.mask, req.reason
+        if req.mask is not None and req.name in self.masks:
+            self.masks.move_to_end(req.name)
+        self.historyChanged.emit()
+
+    def _keep(self, name: str, mask: core.LabelMask) -> None:
         if name not in self.masks:
             mask.on_change.connect(lambda region, m=mask: self._changed(m, region))
             mask.on_commit.connect(lambda edit, m=mask: self._committed(m))
@@ -259,18 +275,11 @@ class Editor(QObject):
             del self.masks[victim]
             self.project.close_mask(victim)
 
-    def _show(self, name: str, mask: Any) -> None:
-        self.mask = mask
-        self.reason = ""
-        self.maskChanged.emit(mask)
-        self.readOnlyChanged.emit("")
-        self.historyChanged.emit()
-
-    def _changed(self, mask: Any, region: Any) -> None:
+    def _changed(self, mask: core.LabelMask, region: core.Region) -> None:
         if mask is self.mask:
             self.regionChanged.emit(region)
 
-    def _committed(self, mask: Any) -> None:
+    def _committed(self, mask: core.LabelMask) -> None:
         self.autosave.start()  # restarts: 1.5 s after the last edit
         if mask is self.mask:
             self.committed.emit()
@@ -304,27 +313,45 @@ class Editor(QObject):
         return edit is not None
 
     # ------------------------------------------------------------------------------------------
-    # saving
-    def _save(self, name: str, mask: Any) -> Any:
+    # saving: jobs on the masks runner, never a wait on the GUI thread
+    def _save(self, name: str, mask: core.LabelMask) -> Task:
         running = self._saving.get(name)
         if running is not None and not running.is_finished:
             self.autosave.start()  # the running save may miss the newest edits: look again later
             return running
-        task = self.saver.submit("save mask", save_mask_job, self.project, name, mask)
+        task = self.saver.submit("save mask", core.save_mask_job, self.project, name, mask)
         self._saving[name] = task
         task.succeeded.connect(lambda result: self._saved(result[0]))
         task.failed.connect(lambda exc: self._save_failed(name, exc))
         task.done.connect(lambda: self._saving.pop(name, None) if self._saving.get(name) is task else None)
         return task
 
-    def save_dirty(self) -> list[Any]:
+    def save_dirty(self) -> list[Task]:
         """Start a save of every mask with unsaved changes (the autosave)."""
         if self.project is None:
             return []
         return [self._save(n, m) for n, m in list(self.masks.items()) if m.dirty]
 
+    def save_all(self) -> Task | None:
+        """One job that saves every unsaved mask, queued after the saves already running (a retrain
+        and closing the window chain on it); its result is a ``core.SavedMasks``. None: nothing to save."""
+        if self.project is None or not self.dirty:
+            return None
+        self.autosave.stop()
+        dirty = {n: m for n, m in self.masks.items() if m.dirty}
+        task = self.saver.submit("save masks", core.save_masks_job, self.project, dirty)
+
+        def done(out: core.SavedMasks) -> None:
+            for name in out.saved:
+                self._saved(name)
+            self._emit_dirty()
+
+        task.succeeded.connect(done)
+        return task
+
     def _saved(self, name: str) -> None:
-        self._mark_entry(name, "mask")
+        if self.folder is not None and self.folder.project is self.project:
+            self.folder.set_mask_state(name, core.MASK)
         self.saved.emit(name)
         if name == self.name:
             self.historyChanged.emit()
@@ -333,24 +360,6 @@ class Editor(QObject):
     def _save_failed(self, name: str, exc: BaseException) -> None:
         self.error.emit(f"Could not save the mask of {name} (the edits stay in its journal): {exc}")
         self._emit_dirty()
-
-    def save_all_now(self) -> dict[str, str]:
-        """Save every unsaved mask on this thread (closing); returns {name: error} for failures."""
-        failures: dict[str, str] = {}
-        if self.project is None:
-            return failures
-        self.saver.wait(60000)
-        for name, mask in list(self.masks.items()):
-            if not mask.dirty:
-                continue
-            try:
-                self.project.save_mask(name, mask)
-            except (core.StudioError, OSError) as exc:
-                failures[name] = str(exc)
-            else:
-                self._saved(name)
-        self._emit_dirty()
-        return failures
 
     def discard_unsaved(self) -> list[str]:
         """Give up the unsaved edits (closing without saving): their journals are set aside."""
@@ -362,18 +371,6 @@ class Editor(QObject):
             self.masks.pop(name, None)
         self._emit_dirty()
         return names
-
-    def _mark_entry(self, name: str, state: str) -> None:
-        folder = self.controller.folder
-        if folder is None or self.project is None or getattr(folder, "project", None) is not self.project:
-            return
-        for i, e in enumerate(folder.entries):
-            if e.path.stem == name and e.path.parent.resolve() == self.project.images_dir.resolve():
-                if e.mask_state != state:
-                    e.mask_state = state
-                    e.mask_path = self.project.mask_path(name) if state == "mask" else None
-                    self.controller.entryChanged.emit(i)
-                return
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
         """Stop autosaving; let queued saves finish (they are the user's work), then stop the thread."""

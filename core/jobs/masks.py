@@ -1,0 +1,107 @@
+"""The masks of a project as jobs: load one for editing, save one or many, recover a crashed
+session's edits, make a new project. Run off the GUI thread (saving fsyncs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generator, Mapping, Sequence
+
+from core.classes import ClassTable
+from core.errors import StudioError
+from core.generators import Cancel, Progress
+from core.labels import LabelMask
+from core.project import CheckpointEntry, Project
+
+
+def load_mask_job(project: Project, name: str, *, cancel: Cancel = None) -> Generator[Progress, None, LabelMask]:
+    """The editable, journalled mask of image ``name`` (``UnreadableMaskError`` when unusable)."""
+    yield Progress(fraction=0.0, message=f"loading the mask of {name}")
+    return project.load_mask(name)
+
+
+def save_mask_job(project: Project, name: str, mask: LabelMask, *,
+                  cancel: Cancel = None) -> Generator[Progress, None, tuple[str, int]]:
+    """Save one mask; returns (name, the revision saved). Saves even when cancelled: it is the user's work."""
+    yield Progress(fraction=0.0, message=f"saving the mask of {name}")
+    project.save_mask(name, mask)
+    return name, mask.saved_revision
+
+
+@dataclass
+class SavedMasks:
+    saved: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why
+
+
+def save_masks_job(project: Project, masks: Mapping[str, LabelMask], close: bool = False, *,
+                   cancel: Cancel = None) -> Generator[Progress, None, SavedMasks]:
+    """Save every mask with unsaved changes (never skipped on cancel); ``close``: then let the
+    project forget each saved one (leaving a project). A failure is reported, not raised: the
+    edits stay in that mask's journal."""
+    out = SavedMasks()
+    items = list(masks.items())
+    for k, (name, mask) in enumerate(items):
+        if mask.dirty:
+            try:
+                project.save_mask(name, mask)
+            except (StudioError, OSError) as exc:
+                out.failed[name] = str(exc)
+            else:
+                out.saved.append(name)
+        if close and name not in out.failed:
+            project.close_mask(name)
+        yield Progress(fraction=(k + 1) / len(items), message=f"saved the mask of {name}")
+    return out
+
+
+@dataclass
+class Recovery:
+    recovered: dict[str, LabelMask] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def recoverable_job(project: Project, *, cancel: Cancel = None) -> Generator[Progress, None, list[str]]:
+    """The images whose crash journals hold edits their saved masks lack."""
+    yield Progress(fraction=0.0, message="looking for unsaved edits of an earlier session")
+    return project.recoverable()
+
+
+def recover_job(project: Project, names: Sequence[str], recover: bool, *,
+                cancel: Cancel = None) -> Generator[Progress, None, Recovery]:
+    """Recover the journalled edits of ``names`` (they become unsaved edits), or with ``recover``
+    False set their journals aside."""
+    out = Recovery()
+    for k, name in enumerate(names):
+        if not recover:
+            project.discard_journal(name)
+        else:
+            try:
+                result = project.recover(name)
+            except StudioError as exc:
+                out.failed[name] = str(exc)
+            else:
+                out.recovered[name] = result.mask
+                if result.note:
+                    out.notes.append(result.note)
+        yield Progress(fraction=(k + 1) / max(1, len(names)))
+    return out
+
+
+def create_project_job(root: Path, classes: ClassTable, images: Sequence[Path], *,
+                       cancel: Cancel = None) -> Generator[Progress, None, Path]:
+    """A new project folder holding copies of ``images`` (each is checked first; nothing is
+    copied when one cannot be read)."""
+    yield Progress(fraction=0.0, message=f"making the project {Path(root).name}")
+    project = Project.create(root, classes)
+    if images:
+        project.add_images(images)
+    return project.root
+
+
+def restore_model_job(project: Project, entry_id: str, *, cancel: Cancel = None
+                      ) -> Generator[Progress, None, CheckpointEntry]:
+    """Make an earlier model of the history the current one (the caller loads ``entry.path``)."""
+    yield Progress(fraction=0.0, message=f"restoring model {entry_id}")
+    return project.restore(entry_id)
