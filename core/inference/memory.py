@@ -84,7 +84,7 @@ def estimate(plan: Plan, cfg: ModelConfig, *, aux: bool = True, internals: bool 
     # what the prediction keeps, and the band-wise composition
     sh, sw = store_grid(plan.working_size, C)
     parts["working-resolution maps"] = heads * C * sh * sw * 2 + C * sh * sw * f4 * 2 // 32
-    parts["photo-sized results"] = H * W * (1 + (heads > 1) + 2 + 2) + 12 * BAND_ROWS * W * 8
+    parts["photo-sized results"] = H * W * (1 + (heads > 1) + 4 + 4) + 12 * BAND_ROWS * W * 8
     parts["exact points"] = 6 * C * min(POINT_CHUNK, H * W) * f4
     if internals:
         fh, fw = _features(cfg, win)

@@ -4,7 +4,7 @@ working resolution.
 Held (see :meth:`Prediction.memory_bytes`):
 
 - ``labels`` and ``aux_labels``: (H, W) uint8 at the photo's size, the procedure's exact argmax;
-- ``confidence`` and ``entropy``: (H, W) float16 at the photo's size, the working-resolution
+- ``confidence`` and ``entropy``: (H, W) float32 at the photo's size, the working-resolution
   maps (highest probability; entropy in nats) resized bilinearly band by band, on first use
   (``work_confidence`` / ``work_entropy`` are those maps at the working resolution);
 - ``work_probs`` / ``work_aux_probs``: (C, h, w) float16, each head's probabilities at the
@@ -103,16 +103,16 @@ class Prediction:
 
     @property
     def confidence(self) -> np.ndarray:
-        """(H, W) float16: the highest probability, at the photo's size (made on first use)."""
+        """(H, W) float32: the highest probability, at the photo's size (made on first use)."""
         if self._confidence is None:
-            self._confidence = resize_plane(self.work_confidence, self.size)
+            self._confidence = resize_plane(self.work_confidence, self.size, dtype=np.float32)
         return self._confidence
 
     @property
     def entropy(self) -> np.ndarray:
-        """(H, W) float16: the entropy of the probabilities in nats, at the photo's size (made on first use)."""
+        """(H, W) float32: the entropy of the probabilities in nats, at the photo's size (made on first use)."""
         if self._entropy is None:
-            self._entropy = resize_plane(self.work_entropy, self.size)
+            self._entropy = resize_plane(self.work_entropy, self.size, dtype=np.float32)
         return self._entropy
 
     @property

@@ -186,7 +186,7 @@ class TestProtocol:
         win = f"{self.crop} px windows at stride {self.stride}" if self.crop else "whole image"
         scales = ", ".join(f"{s:g}" for s in self.scales)
         return (f"{self.procedure} procedure: {base}, {win}, scale{'s' if len(self.scales) > 1 else ''} {scales}"
-                f"{', mirrored' if self.flip else ''}; mIoU over {self.miou} classes")
+                f"{', flip' if self.flip else ', no flip'}; mIoU over {self.miou} classes")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -66,7 +66,7 @@ def test_single_scale_native_shapes_and_values(model, size):
     assert p.labels.shape == (h, w) and p.labels.dtype == np.uint8
     assert p.work_probs.shape == (K, h, w) and p.work_probs.dtype == np.float16
     assert p.probs.shape == (K, h, w) and p.aux_probs.shape == (K, h, w)
-    assert p.confidence.shape == p.entropy.shape == (h, w) and p.confidence.dtype == np.float16
+    assert p.confidence.shape == p.entropy.shape == (h, w) and p.confidence.dtype == np.float32
     main, aux = direct(model, img)
     np.testing.assert_allclose(np.asarray(p.probs), main, atol=1e-3)  # float16 at the working resolution
     np.testing.assert_allclose(np.asarray(p.aux_probs), aux, atol=1e-3)
@@ -339,7 +339,7 @@ def test_a_single_pass_reports_progress_per_backbone_stage_and_can_be_cancelled_
 def test_a_prediction_holds_full_size_labels_and_working_resolution_maps(model):
     """The memory model: uint8 labels (both heads) at the photo's size, float16 probabilities of
     both heads and float32 confidence / entropy at the working resolution; the photo-sized
-    confidence / entropy (float16) only once asked for; the inspector's features when asked."""
+    confidence / entropy (float32) only once asked for; the inspector's features when asked."""
     H, W = 300, 400
     img = image(H, W, seed=8)
     protocol = TestProtocol.semseg("ade20k", base_size=64, crop=41)
@@ -349,8 +349,8 @@ def test_a_prediction_holds_full_size_labels_and_working_resolution_maps(model):
     assert p.work_probs.shape == p.work_aux_probs.shape == (K, h, w)
     expected = 2 * H * W + 2 * K * h * w * 2 + 2 * h * w * 4
     assert p.memory_bytes() == expected
-    assert p.confidence.shape == (H, W) and p.entropy.dtype == np.float16
-    assert p.memory_bytes() == expected + 2 * H * W * 2
+    assert p.confidence.shape == (H, W) and p.entropy.dtype == np.float32
+    assert p.memory_bytes() == expected + 2 * H * W * 4
     q = Predictor(model, protocol=protocol).predict(img, internals=True)
     inner = q.internals
     feats = sum(t.numel() * 4 for t in [inner.layer3, inner.layer4] +
@@ -365,7 +365,7 @@ def test_the_stored_grid_keeps_150_classes_of_a_4000x3000_photo_in_bounds():
     semseg = TestProtocol.semseg("ade20k")
     work = semseg.scaled_size(3000, 4000)
     assert work == (384, 512) and store_grid(work, 150) == work  # 150 x 384 x 512 x 2 = 59 MB a head
-    held = 2 * 3000 * 4000 + 2 * 150 * 384 * 512 * 2 + 2 * 384 * 512 * 4 + 2 * 3000 * 4000 * 2
+    held = 2 * 3000 * 4000 + 2 * 150 * 384 * 512 * 2 + 2 * 384 * 512 * 4 + 2 * 3000 * 4000 * 4
     assert held < 300e6  # labels, both heads' maps, confidence and entropy at the photo's size
     big = store_grid((3000, 4000), 150)  # native: the stored maps are coarser
     assert 150 * big[0] * big[1] * 2 <= STORE_BYTES and abs(big[0] / big[1] - 0.75) < 0.01
