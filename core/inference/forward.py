@@ -143,15 +143,17 @@ class Network:
 
 
 def internals_to_cpu(inner: Internals | None) -> Internals | None:
+    """The inspector's copy on the CPU: layer4 in float32 (the level switch computes with it),
+    layer3 and the pyramid levels in float16 (they are only looked at)."""
     if inner is None:
         return None
 
-    def cpu(t: Tensor) -> Tensor:
-        return t.detach().float().cpu()
+    def cpu(t: Tensor, dtype: torch.dtype = torch.float16) -> Tensor:
+        return t.detach().to(dtype).cpu()
 
     levels = [PyramidLevel(lv.bin, cpu(lv.pooled), cpu(lv.reduced), cpu(lv.upsampled), lv.enabled)
               for lv in inner.levels]
-    return Internals(cpu(inner.layer3), cpu(inner.layer4), levels)
+    return Internals(cpu(inner.layer3), cpu(inner.layer4, torch.float32), levels)
 
 
 def model_device(model: nn.Module) -> torch.device:

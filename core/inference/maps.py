@@ -76,6 +76,29 @@ class Accumulator:
         self.sum[:, ys, xs] += sample_grid(values, ty.to(values.device), tx.to(values.device))
         self.count[:, ys, xs] += 1
 
+    def add_features(self, values: Tensor, window: Window, align_corners: bool, softmax: bool = False) -> None:
+        """Add a window's logits at the network's output resolution, (C, hf, wf), read at the grid
+        points inside the window through the upsampling it would have had (then their softmax,
+        with ``softmax``): the window's exact values at those points (a coarse grid: the level
+        switch's fast path)."""
+        p = self.plan
+        if self.sum is None:
+            gh, gw = p.grid
+            self.sum = torch.zeros(self.c, gh, gw, device=self.device)
+            self.count = torch.zeros(1, gh, gw, device=self.device)
+        h, w = window.size
+        hf, wf = values.shape[-2:]
+        ys = _positions(window.y0, window.y1, p.step[0], p.grid[0])
+        xs = _positions(window.x0, window.x1, p.step[1], p.grid[1])
+        if ys[0].stop <= ys[0].start or xs[0].stop <= xs[0].start:
+            return
+        lx = xs[1] if not window.mirrored else (w - 1) - xs[1]
+        ty = Axis.resize(hf, h, align_corners=align_corners).taps(ys[1])
+        tx = Axis.resize(wf, w, align_corners=align_corners).taps(lx)
+        v = sample_grid(values, ty, tx)
+        self.sum[:, ys[0], xs[0]] += v.softmax(0) if softmax else v
+        self.count[:, ys[0], xs[0]] += 1
+
     def finish(self, *, copy: bool = False) -> "PassMap":
         """The pass's map (the mean over its windows). ``copy`` keeps the accumulator usable
         (a preview of a pass not yet done)."""
@@ -86,6 +109,16 @@ class Accumulator:
             values = s.div_(n.clamp(min=1))
             self.sum = self.count = None
         return PassMap(values, self.plan)
+
+
+def _positions(a: int, b: int, step: float, n: int) -> tuple[slice, np.ndarray]:
+    """Grid points whose position ``(i + 0.5) * step - 0.5`` lies in [a, b - 1], and those
+    positions relative to ``a``."""
+    lo = int(np.ceil((a + 0.5) / step - 0.5 - 1e-9))
+    hi = int(np.floor((b - 1 + 0.5) / step - 0.5 + 1e-9))
+    lo, hi = max(lo, 0), min(hi, n - 1)
+    i = np.arange(lo, hi + 1, dtype=np.float64)
+    return slice(lo, hi + 1), (i + 0.5) * step - 0.5 - a
 
 
 def _inside(a: int, b: int, step: float, n: int) -> tuple[slice, "_TapsOnCpu"]:

@@ -11,7 +11,8 @@ Held (see :meth:`Prediction.memory_bytes`):
   working resolution (the scaled image of the working pass: e.g. 512 x 384 for a 4:3 photo
   under semseg's ADE20K protocol), on a coarser grid if that would exceed 128 MiB per head;
 - ``internals``: the backbone features and pyramid levels of one window of the working pass
-  (the window nearest the image's centre; ``internals_box`` says where it is on the photo).
+  (the window nearest the image's centre; ``internals_box`` says where it is on the photo):
+  layer4 in float32, layer3 and the levels (pooled, reduced, upsampled) in float16.
 
 The photo-sized probabilities the GUI reads (``probs[c]``, ``probs[:, y, x]``, top-k under the
 cursor) are computed from the working-resolution maps on demand (:class:`PhotoProbs`).

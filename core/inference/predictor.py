@@ -326,12 +326,15 @@ class Predictor:
                           working_size=plan.working_size, internals=inner, internals_box=box,
                           disabled_levels=disabled, notes=notes, switch_source=source, preview=preview)
 
-    def rerun_heads(self, prediction: Prediction, disabled_levels: Sequence[int], fill: str = "zeros") -> Prediction:
+    def rerun_heads(self, prediction: Prediction, disabled_levels: Sequence[int], fill: str = "zeros", *,
+                    exact: bool = False) -> Prediction:
         """Re-run only the pyramid and the heads of ``prediction``'s working pass with some levels
-        off (no backbone beyond what :class:`core.LevelSwitch` recomputes once)."""
+        off (no backbone beyond what :class:`core.LevelSwitch` recomputes once); see
+        :meth:`core.LevelSwitch.rerun` for ``exact``."""
         from core.inference.switch import LevelSwitch
 
-        return LevelSwitch(self.model, prediction, device=self.device, module=self.module).rerun(disabled_levels, fill)
+        switch = LevelSwitch(self.model, prediction, device=self.device, module=self.module)
+        return switch.rerun(disabled_levels, fill, exact=exact)
 
     # --- tensors ----------------------------------------------------------------------------------
 

@@ -81,6 +81,8 @@ class Axis:
     def taps(self, y: np.ndarray, device: torch.device | str = "cpu") -> "Taps":
         """The two grid points and the weight of the second, for photo coordinates ``y``."""
         g = self.coords(y)
+        snap = np.rint(g)
+        g = np.where(np.abs(g - snap) < 1e-9, snap, g)  # on a grid point up to rounding: on it
         i0 = np.floor(g).astype(np.int64)
         i0 = np.clip(i0, 0, self.n - 1)
         w = g - i0
@@ -110,13 +112,21 @@ def pixel_centres(n_out: int, n_photo: int, start: int = 0, stop: int | None = N
 def sample_grid(values: Tensor, ty: Taps, tx: Taps) -> Tensor:
     """Bilinear samples of a (C, gh, gw) map at rows ``ty`` x columns ``tx``: (C, ny, nx).
     Taps that fall on grid points (weight 0) are plain copies."""
-    rows = values.index_select(1, ty.i0)
+    rows = _take(values, 1, ty.i0)
     if bool((ty.w != 0).any()):
-        rows = torch.lerp(rows, values.index_select(1, ty.i1), ty.w.view(1, -1, 1).to(values.dtype))
-    out = rows.index_select(2, tx.i0)
+        rows = torch.lerp(rows, _take(values, 1, ty.i1), ty.w.view(1, -1, 1).to(values.dtype))
+    out = _take(rows, 2, tx.i0)
     if bool((tx.w != 0).any()):
-        out = torch.lerp(out, rows.index_select(2, tx.i1), tx.w.view(1, 1, -1).to(values.dtype))
+        out = torch.lerp(out, _take(rows, 2, tx.i1), tx.w.view(1, 1, -1).to(values.dtype))
     return out
+
+
+def _take(t: Tensor, dim: int, idx: Tensor) -> Tensor:
+    """``t.index_select(dim, idx)``, as a view when ``idx`` is a run of consecutive indices."""
+    n = int(idx.shape[0])
+    if n and int(idx[-1]) - int(idx[0]) == n - 1 and bool((idx[1:] - idx[:-1] == 1).all()):
+        return t.narrow(dim, int(idx[0]), n)
+    return t.index_select(dim, idx)
 
 
 def sample_points(values: Tensor, y0: Tensor, y1: Tensor, wy: Tensor, x0: Tensor, x1: Tensor, wx: Tensor) -> Tensor:
@@ -147,9 +157,10 @@ def resize_plane(plane: np.ndarray, size: tuple[int, int], *, rows: int = 256, d
     ay, ax = Axis.resize(h, H), Axis.resize(w, W)
     tx = ax.taps(np.arange(W))
     out = np.empty((H, W), dtype)
+    out_t = torch.from_numpy(out)
     for y in range(0, H, rows):
         ty = ay.taps(np.arange(y, min(H, y + rows)))
-        out[y:y + len(ty)] = sample_grid(src, ty, tx)[0].numpy()
+        out_t[y:y + len(ty)] = sample_grid(src, ty, tx)[0]
     return out
 
 

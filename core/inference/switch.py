@@ -18,17 +18,22 @@ switched prediction should be compared with.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from core.inference.compose import Placed, photo_labels, store_grid, working_maps
 from core.inference.forward import Network, model_device
-from core.inference.maps import PassMap, WindowedMap
+from core.inference.maps import Accumulator, PassMap, WindowedMap
 from core.inference.prediction import Prediction
 from core.model.pspnet import Internals
 from core.model.ppm import PyramidLevel
+
+
+COARSE_STRIDE = 4  # pixels per grid point of the fast switch (the network's output is every 8)
 
 
 class LevelSwitch:
@@ -49,6 +54,7 @@ class LevelSwitch:
         self._levels: list[list[list[PyramidLevel]]] | None = None
         self._mean: dict[tuple[int, int, int], Tensor] = {}
         self._reference: Prediction | None = None
+        self._reference_labels: np.ndarray | None = None
 
     @property
     def bins(self) -> tuple[int, ...]:
@@ -98,8 +104,17 @@ class LevelSwitch:
                 levels.append(plevels)
         self._parts, self._levels = parts, levels
 
-    def rerun(self, disabled_levels: Sequence[int], fill: str = "zeros") -> Prediction:
-        """The prediction with the given levels (bins) off: exact labels now, the maps on first use."""
+    def rerun(self, disabled_levels: Sequence[int], fill: str = "zeros", *, exact: bool = False) -> Prediction:
+        """The prediction with the given levels (bins) off; its probability maps on first use.
+
+        ``exact``: the procedure's labels of the working pass with those levels off, computed
+        exactly (windows' softmax at full size where the label is in doubt: up to the cost of
+        the windows' whole outputs). Otherwise (fast, the default) the switch is read on a grid of
+        one point per 4 pixels of the working image: every window's exact value at those points
+        (its softmax; mmseg / CSAIL: logits), averaged, and resized to the photo, once with
+        the levels off and once with all on; the labels are the prediction's own except where
+        those two differ, where they are the switched ones. So ``rerun(())`` is the
+        prediction, and the pixels that change are the ones switching the levels changes."""
         disabled = tuple(sorted({int(b) for b in disabled_levels}))
         unknown = sorted(set(disabled) - set(self.bins))
         if unknown:
@@ -108,19 +123,23 @@ class LevelSwitch:
             raise ValueError(f"fill must be 'zeros' or 'mean', not {fill!r}")
         self.prepare()
         src, base = self.source, self.base
-        with torch.inference_mode():
-            maps = []
-            for pi, p in enumerate(src.passes):
-                logits = [self._logits(pi, wi, disabled, fill) for wi in range(len(p.windows))]
-                logits = [lg.float().cpu() for lg in logits]
-                if p.at_features or p.step != (1.0, 1.0):  # CSAIL's whole image; coarse grids: dense
-                    m: Any = _dense(self.net, p, logits)
-                else:
-                    m = WindowedMap(self.net, p, logits)
-                maps.append(m)
-            placed = [Placed(m, *m.plan.axes(src.photo, self.net.align_corners)) for m in maps]
-            labels = photo_labels(placed, src.photo)
         inner = self._internals(disabled, fill)
+        if not disabled and not exact:  # all levels on: the prediction itself
+            return Prediction(base.labels.copy(), work_probs=base.work_probs, work_aux_probs=base.work_aux_probs,
+                              work_confidence=base.work_confidence, work_entropy=base.work_entropy,
+                              aux_labels=base.aux_labels, num_classes=base.num_classes, protocol=base.protocol,
+                              working_size=base.working_size, internals=inner, internals_box=base.internals_box,
+                              notes=base.notes)
+        with torch.inference_mode():
+            if exact:
+                maps = self._exact_maps(disabled, fill)
+                placed = [Placed(m, *m.plan.axes(src.photo, self.net.align_corners)) for m in maps]
+                labels = photo_labels(placed, src.photo)
+            else:
+                maps = self._coarse_maps(disabled, fill)
+                placed = [Placed(m, *m.plan.axes(src.photo, self.net.align_corners)) for m in maps]
+                switched = photo_labels(placed, src.photo)
+                labels = np.where(switched != self._coarse_reference(), switched, base.labels)
         notes = list(base.notes)
         if len(base.protocol.scales) > 1:
             notes.append("levels switched on the working pass (scale "
@@ -141,6 +160,45 @@ class LevelSwitch:
                           working_size=working, internals=inner, internals_box=base.internals_box,
                           disabled_levels=disabled, notes=notes, deferred=compute_maps,
                           switch_source=None)
+
+    def _exact_maps(self, disabled: tuple[int, ...], fill: str) -> list[Any]:
+        maps = []
+        for pi, p in enumerate(self.source.passes):
+            logits = [self._logits(pi, wi, disabled, fill).float().cpu() for wi in range(len(p.windows))]
+            if p.at_features or p.step != (1.0, 1.0):  # CSAIL's whole image; coarse grids: dense
+                maps.append(_dense(self.net, p, logits))
+            else:
+                maps.append(WindowedMap(self.net, p, logits))
+        return maps
+
+    def _coarse_maps(self, disabled: tuple[int, ...], fill: str) -> list[PassMap]:
+        maps = []
+        for pi, p in enumerate(self.source.passes):
+            logits = [self._logits(pi, wi, disabled, fill).float().cpu() for wi in range(len(p.windows))]
+            if p.at_features:
+                maps.append(_dense(self.net, p, logits))
+                continue
+            q = self._coarse_plan(p)
+            acc = Accumulator(q, int(logits[0].shape[1]), torch.device("cpu"))
+            for win, lg in zip(p.windows, logits):
+                acc.add_features(lg[0], win, self.net.align_corners, softmax=p.value == "probs")
+            maps.append(acc.finish())
+        return maps
+
+    def _coarse_plan(self, p: Any) -> Any:
+        """The pass on a grid of one point per ``COARSE_STRIDE`` pixels of its padded image."""
+        stride = COARSE_STRIDE
+        hp, wp = p.padded
+        gh, gw = max(1, -(-hp // stride)), max(1, -(-wp // stride))
+        return dataclasses.replace(p, grid=(gh, gw), step=(hp / gh, wp / gw))
+
+    def _coarse_reference(self) -> np.ndarray:
+        self.prepare()
+        if self._reference_labels is None:
+            maps = self._coarse_maps((), "zeros")
+            placed = [Placed(m, *m.plan.axes(self.source.photo, self.net.align_corners)) for m in maps]
+            self._reference_labels = photo_labels(placed, self.source.photo)
+        return self._reference_labels
 
     @property
     def reference(self) -> Prediction:

@@ -108,9 +108,15 @@ def test_level_switch_equals_rerun_heads_without_the_big_conv():
     model.head.conv.register_forward_hook(lambda *a: calls.append("head.conv"))
     model.aux_head.register_forward_hook(lambda *a: calls.append("aux"))
     model.backbone.layer1.register_forward_hook(lambda *a: calls.append("backbone"))
+    exact = {d: switch.rerun(d, exact=True) for d in ((6,), (1, 3), (1, 2, 3, 6), ())}
     fast = {d: switch.rerun(d) for d in ((6,), (1, 3), (1, 2, 3, 6), ())}
     assert calls == []  # neither the backbone, nor the big 3x3 conv, nor the aux head ran
     for disabled, got in fast.items():
+        # read at the output resolution (a 7 x 9 grid here): the prediction's labels where nothing changes there
+        assert (got.labels == exact[disabled].labels).mean() > 0.8
+        assert got.disabled_levels == tuple(sorted(disabled))
+    np.testing.assert_array_equal(fast[()].labels, base.labels)
+    for disabled, got in exact.items():
         full = predictor.predict(image, disabled_levels=disabled)
         assert (got.labels != full.labels).mean() < 1e-3  # ties aside, the same labels
         np.testing.assert_allclose(got.work_probs.astype(np.float32), full.work_probs.astype(np.float32),
@@ -118,8 +124,8 @@ def test_level_switch_equals_rerun_heads_without_the_big_conv():
         assert got.disabled_levels == tuple(sorted(disabled))
         assert got.work_aux_probs is base.work_aux_probs and got.aux_labels is base.aux_labels
         assert [lv.enabled for lv in got.internals.levels] == [b not in disabled for b in (1, 2, 3, 6)]
-    assert (fast[(6,)].labels != base.labels).any()
-    np.testing.assert_array_equal(fast[()].labels, base.labels)
+    assert (fast[(6,)].labels != base.labels).any() and (exact[(6,)].labels != base.labels).any()
+    np.testing.assert_array_equal(exact[()].labels, base.labels)
     assert switch.reference.disabled_levels == ()
     with pytest.raises(ValueError, match=r"bin\(s\) \[4\]"):
         switch.rerun([4])
