@@ -472,3 +472,18 @@ def test_running_out_of_memory_frees_and_says_so(model, monkeypatch):
         pred.predict(image(40, 40))
     monkeypatch.setattr(Network, "heads", real)
     assert pred.predict(image(40, 40)).labels.shape == (40, 40)  # usable afterwards
+
+
+def test_native_size_in_windows_keeps_the_maps_bounded(model):
+    """Past ``accumulator_bytes`` a pass is summed on a coarser grid (the windows' values read at
+    its points): the labels stay close to the full-size computation and the prediction says so."""
+    img = cv2.resize(image(12, 15, seed=10), (120, 90), interpolation=cv2.INTER_CUBIC)  # a smooth photo
+    for crop, agree in ((None, 0.97), (33, 0.8)):  # random windows disagree: many near-even pixels
+        full = Predictor(model, crop=crop, flip=False)
+        bounded = Predictor(model, crop=crop, flip=False, accumulator_bytes=K * 45 * 60 * 4)
+        plan = bounded.plan((90, 120))
+        assert plan.passes[0].grid == (45, 60) and plan.passes[0].step == (2.0, 2.0)
+        a, b = full.predict(img), bounded.predict(img)
+        assert b.notes and "coarser grid" in b.notes[0] and not a.notes
+        assert (a.labels == b.labels).mean() > agree
+        assert np.abs(full.photo_probs(img) - bounded.photo_probs(img)).mean() < 0.05
