@@ -7,7 +7,7 @@ tests call these on numpy arrays or CPU tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
