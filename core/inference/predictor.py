@@ -2,8 +2,9 @@
 
 ``predict_steps`` is a generator (progress fractions; a cancel check before every window and,
 for a single window, every backbone stage) so the GUI can run it in a worker; with
-``preview=True`` it also yields a :class:`Preview` (a fraction carrying an early prediction)
-once the working pass's unmirrored windows are done. ``predict`` drives it.
+``preview=True`` it also yields a :class:`Preview` (a fraction carrying an early prediction:
+the main head's labels of the working pass's unmirrored windows, its maps made on first use,
+no auxiliary head) once those windows are done and more follow. ``predict`` drives it.
 
 The model is never moved or changed: when it is not on ``device`` or not in eval mode, the
 predictor runs a copy of it that is (``copied`` says so). ``module`` may name another module
@@ -285,9 +286,9 @@ class Predictor:
                 done += 1
                 yield done / total
                 if want_preview and pi == 0 and done == plan.preview_at:
-                    with torch.inference_mode():
-                        maps = {h: [accs[h].finish(copy=True).cpu()] for h in heads}
-                        early = self._finish(plan, maps, inner, box, None, disabled, cancel, preview=True)
+                    with torch.inference_mode():  # the overlay's labels first: the main head only
+                        early = self._finish(plan, {"main": [accs["main"].finish(copy=True).cpu()]}, inner, box,
+                                             None, disabled, cancel, preview=True)
                     yield Preview(done / total, early)
             with torch.inference_mode():
                 for h in heads:
@@ -308,7 +309,17 @@ class Predictor:
         check = (lambda: _check_cancel(cancel)) if cancel is not None else None
         placed = [Placed(m, *m.plan.axes(plan.photo, ac)) for m in maps["main"]]
         labels = photo_labels(placed, (H, W), cancel=check)
-        work = working_maps(placed, (H, W), grid)
+        deferred = None
+        if preview:  # the overlay needs the labels; the maps (hover, confidence) are made on first use
+
+            def deferred(pred: Prediction) -> None:
+                with torch.inference_mode():
+                    w = working_maps(placed, (H, W), grid)
+                pred._set_maps(w.probs, w.confidence, w.entropy)
+
+            work = None
+        else:
+            work = working_maps(placed, (H, W), grid)
         aux_labels = aux_work = None
         if maps.get("aux"):
             placed_aux = [Placed(m, *m.plan.axes(plan.photo, ac)) for m in maps["aux"]]
@@ -320,11 +331,12 @@ class Predictor:
             notes.append("to bound memory, the pass(es) at scale(s) " + ", ".join(f"{p.scale:g}" for p in coarse)
                          + " were summed on a coarser grid than their scaled image (" +
                          ", ".join(f"{p.grid[1]}x{p.grid[0]} for {p.size[1]}x{p.size[0]}" for p in coarse) + ")")
-        return Prediction(labels, work_probs=work.probs, work_aux_probs=aux_work,
-                          work_confidence=work.confidence, work_entropy=work.entropy,
+        wp, wc, we = (work.probs, work.confidence, work.entropy) if work is not None else (None, None, None)
+        return Prediction(labels, work_probs=wp, work_aux_probs=aux_work, work_confidence=wc, work_entropy=we,
                           aux_labels=aux_labels, num_classes=C, protocol=self.protocol,
                           working_size=plan.working_size, internals=inner, internals_box=box,
-                          disabled_levels=disabled, notes=notes, switch_source=source, preview=preview)
+                          disabled_levels=disabled, notes=notes, switch_source=source, preview=preview,
+                          deferred=deferred)
 
     def rerun_heads(self, prediction: Prediction, disabled_levels: Sequence[int], fill: str = "zeros", *,
                     exact: bool = False) -> Prediction:

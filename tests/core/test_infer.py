@@ -243,7 +243,10 @@ def test_a_preview_comes_after_the_unmirrored_windows_and_is_their_prediction(mo
     assert at == 6 and float(previews[0]) == items[at - 1] == 0.5
     unmirrored = Predictor(model, protocol=protocol.replace(flip=False)).predict(img)
     np.testing.assert_array_equal(previews[0].prediction.labels, unmirrored.labels)
-    assert previews[0].prediction.is_preview
+    early = previews[0].prediction
+    assert early.is_preview and early.aux_labels is None  # the overlay first: the main head's labels
+    np.testing.assert_allclose(early.work_probs.astype(np.float32), unmirrored.work_probs.astype(np.float32),
+                               atol=1e-3)  # its maps, made on first use
     final = items[-1]
     np.testing.assert_array_equal(final.labels, Predictor(model, protocol=protocol).predict(img).labels)
     seen = []
