@@ -254,6 +254,7 @@ class Predictor:
         for pi, p in enumerate(plan.passes):
             x = self._input(img, p)
             accs = {h: Accumulator(p, C, self.device) for h in heads}
+            pending: list = []  # (aux logits at the output resolution, window) not summed yet
             keep = internals_window(p) if (internals and p.working) else None
             if internals and p.working:
                 source = SwitchSource([q for q in plan.passes if q.scale == p.scale], plan.photo, x.cpu(),
@@ -276,9 +277,11 @@ class Predictor:
                         _check_cancel(cancel)
                 with torch.inference_mode(), self._autocast():
                     out = net.heads(layer3, layer4, aux="aux" in heads, internals=wi == keep, disabled=disabled)
-                    for h in heads:
-                        logits = out.main if h == "main" else out.aux
-                        accs[h].add(window_values(net, logits, p, win), win)
+                    accs["main"].add(window_values(net, out.main, p, win), win)
+                    if "aux" in heads:  # summed after the preview: the overlay comes first
+                        pending.append((out.aux, win))
+                    if not (want_preview and pi == 0 and done < (plan.preview_at or 0)):
+                        _flush(pending, accs, net, p)
                 if wi == keep:
                     inner = internals_to_cpu(out.internals)
                     box = _photo_box(p, win, plan.photo)
@@ -290,7 +293,10 @@ class Predictor:
                         early = self._finish(plan, {"main": [accs["main"].finish(copy=True).cpu()]}, inner, box,
                                              None, disabled, cancel, preview=True)
                     yield Preview(done / total, early)
+                    with torch.inference_mode():
+                        _flush(pending, accs, net, p)
             with torch.inference_mode():
+                _flush(pending, accs, net, p)
                 for h in heads:
                     kept[h].append(accs[h].finish().cpu())
             del x, accs
@@ -379,6 +385,13 @@ class Predictor:
             if unknown:
                 raise ValueError(f"no pyramid level with bin(s) {unknown}; this model's levels are {bins}")
         return disabled
+
+
+def _flush(pending: list, accs: dict, net: Network, p: PassPlan) -> None:
+    """Sum the auxiliary head's windows kept back (small: logits at the output resolution)."""
+    while pending:
+        logits, win = pending.pop(0)
+        accs["aux"].add(window_values(net, logits, p, win), win)
 
 
 def _photo_box(p: PassPlan, win: Any, photo: tuple[int, int]) -> tuple[int, int, int, int]:
