@@ -81,8 +81,17 @@ _EXPORTS: dict[str, str] = {
     # metrics, inference, training
     "ConfusionMatrix": "core.metrics",
     "SegMetrics": "core.metrics",
-    "Predictor": "core.infer",
-    "Prediction": "core.infer",
+    "Predictor": "core.inference",
+    "Prediction": "core.inference",
+    "Preview": "core.inference",
+    "PhotoProbs": "core.inference",
+    "TestProtocol": "core.inference",
+    "MULTI_SCALES": "core.inference",
+    "MemoryEstimate": "core.inference",
+    "PredictionError": "core.inference",
+    "PredictionTooLarge": "core.inference",
+    "PredictionOutOfMemory": "core.inference",
+    "available_memory": "core.inference",
     "TrainConfig": "core.training",
     "TrainProgress": "core.training",
     "TrainResult": "core.training",
@@ -114,7 +123,7 @@ _EXPORTS: dict[str, str] = {
     "change_map": "core.inspect",
     "class_shares": "core.inspect",
     "top_k_at": "core.inspect",
-    "LevelSwitch": "core.inspect",
+    "LevelSwitch": "core.inference",
     "available_devices": "core.inspect",
     "device_name": "core.inspect",
     # what to correct next
@@ -210,13 +219,24 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.errors import (
         StudioError as StudioError, ImageReadError as ImageReadError, MaskError as MaskError,
         DatasetError as DatasetError, CheckpointError as CheckpointError, TrainingError as TrainingError,
-        Cancelled as Cancelled)
+        Cancelled as Cancelled, WriteError as WriteError, MaskWriteError as MaskWriteError,
+        ProjectFileError as ProjectFileError, ClassTableError as ClassTableError,
+        ProjectLockedError as ProjectLockedError, ReadOnlyProjectError as ReadOnlyProjectError)
     from core.weights import (
         load_model as load_model, save_checkpoint as save_checkpoint, LoadedModel as LoadedModel,
         LoadReport as LoadReport, fetch_backbone_weights as fetch_backbone_weights, build_model as build_model,
         load_backbone as load_backbone)
+    from core.weights.unpickle import InertObject as InertObject
+    from core.zoo import (
+        ZooEntry as ZooEntry, ZooError as ZooError, zoo_entries as zoo_entries, zoo_entry as zoo_entry,
+        fetch_model as fetch_model, install_model_files as install_model_files,
+        cached_model_files as cached_model_files, model_cache_dir as model_cache_dir)
+    from core.download import (
+        download_file as download_file, DownloadProgress as DownloadProgress, DownloadError as DownloadError)
+    from core.paths import app_data_dir as app_data_dir
     from core.data.io import (
-        read_image as read_image, read_mask as read_mask, write_mask as write_mask, image_size as image_size)
+        read_image as read_image, read_image_checked as read_image_checked, DecodedImage as DecodedImage,
+        image_info as image_info, read_mask as read_mask, write_mask as write_mask, image_size as image_size)
     from core.data.datasets import open_dataset as open_dataset, SegmentationDataset as SegmentationDataset
     from core.data.remap import ClassRemap as ClassRemap
     from core.data.augment import TrainAugment as TrainAugment
@@ -224,13 +244,19 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         write_demo_project as write_demo_project, generate_scene as generate_scene,
         SYNTHETIC_CLASSES as SYNTHETIC_CLASSES)
     from core.metrics import ConfusionMatrix as ConfusionMatrix, SegMetrics as SegMetrics
-    from core.infer import Predictor as Predictor, Prediction as Prediction
+    from core.inference import (
+        Predictor as Predictor, Prediction as Prediction, Preview as Preview, PhotoProbs as PhotoProbs,
+        TestProtocol as TestProtocol, MULTI_SCALES as MULTI_SCALES, MemoryEstimate as MemoryEstimate,
+        PredictionError as PredictionError, PredictionTooLarge as PredictionTooLarge,
+        PredictionOutOfMemory as PredictionOutOfMemory, available_memory as available_memory,
+        LevelSwitch as LevelSwitch)
     from core.training import (
         TrainConfig as TrainConfig, TrainProgress as TrainProgress, TrainResult as TrainResult, train as train,
         finetune as finetune)
     from core.export import export_onnx as export_onnx
     from core.labels import LabelMask as LabelMask, Region as Region, Edit as Edit
-    from core.journal import StrokeJournal as StrokeJournal
+    from core.journal import StrokeJournal as StrokeJournal, JournalStatus as JournalStatus
+    from core.project_lock import LockHolder as LockHolder
     from core.project import (
         Project as Project, ImageEntry as ImageEntry, CheckpointEntry as CheckpointEntry,
         RecoveryResult as RecoveryResult, UnreadableMaskError as UnreadableMaskError)
@@ -238,8 +264,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_chw as as_chw, to_uint8 as to_uint8, channel_map as channel_map,
         mean_abs_activation as mean_abs_activation, top_channels as top_channels, PCABasis as PCABasis,
         fit_pca as fit_pca, pca_rgb as pca_rgb, ChangeMap as ChangeMap, change_map as change_map,
-        class_shares as class_shares, top_k_at as top_k_at, LevelSwitch as LevelSwitch,
-        available_devices as available_devices, device_name as device_name)
+        class_shares as class_shares, top_k_at as top_k_at, available_devices as available_devices,
+        device_name as device_name)
     from core.uncertainty import (
         uncertainty_map as uncertainty_map, image_score as image_score, uncertain_regions as uncertain_regions,
         rank_images as rank_images, RegionScore as RegionScore)
@@ -248,8 +274,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_progress as as_progress, relay as relay, run_to_end as run_to_end)
     from core.constants import (
         IGNORE as IGNORE, IMAGE_EXTENSIONS as IMAGE_EXTENSIONS, MaskState as MaskState, NO_MASK as NO_MASK,
-        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES, SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS,
-        SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
+        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES,
+        SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS, SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
     from core.jobs.images import (
         ImageData as ImageData, read_image_and_mask as read_image_and_mask, ListedImage as ListedImage,
         FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
@@ -259,7 +285,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
-        level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
+        level_switch as level_switch, prepare_level_switch as prepare_level_switch,
+        rerun_outcome as rerun_outcome)
     from core.jobs.pyramid_summary import (
         LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)
     from core.jobs.masks import (
@@ -268,8 +295,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         Recovery as Recovery, create_project_job as create_project_job, restore_model_job as restore_model_job)
     from core.jobs.finetune_project import (
         FINETUNE_DEFAULTS as FINETUNE_DEFAULTS, finetune_config as finetune_config,
-        finetune_project as finetune_project, ProjectFinetune as ProjectFinetune, record_finetune as record_finetune,
-        history_metrics as history_metrics, auto_crop as auto_crop, warm_up_training as warm_up_training)
+        finetune_project as finetune_project, ProjectFinetune as ProjectFinetune,
+        record_finetune as record_finetune, history_metrics as history_metrics, auto_crop as auto_crop,
+        warm_up_training as warm_up_training)
     from core.jobs.compare import (
         Agreement as Agreement, compare_models as compare_models, agreement_summary as agreement_summary,
         agreement_text as agreement_text)
@@ -281,26 +309,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         DemoProgress as DemoProgress, DEMO_PROJECT_PARAMS as DEMO_PROJECT_PARAMS,
         ensure_demo_project as ensure_demo_project, train_demo_model as train_demo_model,
         demo_model_config as demo_model_config, demo_train_config as demo_train_config)
-    from core.errors import (
-        WriteError as WriteError, MaskWriteError as MaskWriteError, ProjectFileError as ProjectFileError,
-        ClassTableError as ClassTableError, ProjectLockedError as ProjectLockedError,
-        ReadOnlyProjectError as ReadOnlyProjectError)
-    from core.weights.unpickle import (
-        InertObject as InertObject)
-    from core.zoo import (
-        ZooEntry as ZooEntry, ZooError as ZooError, zoo_entries as zoo_entries, zoo_entry as zoo_entry,
-        fetch_model as fetch_model, install_model_files as install_model_files,
-        cached_model_files as cached_model_files, model_cache_dir as model_cache_dir)
-    from core.download import (
-        download_file as download_file, DownloadProgress as DownloadProgress, DownloadError as DownloadError)
-    from core.paths import (
-        app_data_dir as app_data_dir)
-    from core.data.io import (
-        read_image_checked as read_image_checked, DecodedImage as DecodedImage, image_info as image_info)
-    from core.journal import (
-        JournalStatus as JournalStatus)
-    from core.project_lock import (
-        LockHolder as LockHolder)
 
 
 __all__ = sorted(_EXPORTS)

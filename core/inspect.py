@@ -7,7 +7,7 @@ tests call these on numpy arrays or CPU tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,99 +146,22 @@ def class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return counts / total if total else np.zeros(num_classes, np.float64)
 
 
-def top_k_at(probs: np.ndarray, y: int, x: int, k: int = 3) -> list[tuple[int, float]]:
-    """The ``k`` most probable classes at pixel (y, x) of a (C, H, W) probability map, as (class, p)."""
+def top_k_at(probs: Any, y: int, x: int, k: int = 3) -> list[tuple[int, float]]:
+    """The ``k`` most probable classes at pixel (y, x) of a (C, H, W) probability map (or of a
+    ``core.Prediction``, read from its working-resolution map), as (class, p)."""
+    if hasattr(probs, "top_k"):
+        return probs.top_k(y, x, k)
     p = np.asarray(probs[:, y, x], dtype=np.float64)
     order = np.argsort(-p, kind="stable")[: max(0, k)]
     return [(int(c), float(p[c])) for c in order]
 
 
-class LevelSwitch:
-    """Fast head-only re-runs for switching pyramid levels off (``fill="zeros"``).
+def __getattr__(name: str) -> Any:
+    if name == "LevelSwitch":  # lives with the predictor; imported on first use (it needs torch)
+        from core.inference.switch import LevelSwitch
 
-    The main head's first layer is a bias-free 3x3 convolution of the concatenation
-    ``[layer4, branch_1, ..., branch_n]``, so its output is the sum of one convolution per
-    input group. With those per-group sums cached (computed once per image, on first use), a
-    switch costs a sum of cached maps, BatchNorm, ReLU, the 1x1 classifier, the upsampling and
-    the softmax: no 3x3 convolution over all the channels and no auxiliary head (its input,
-    layer3, does not depend on the pyramid). The result equals ``Predictor.rerun_heads(...,
-    fill="zeros")`` up to float rounding.
-    """
-
-    def __init__(self, model: Any, prediction: Any, device: Any = None):
-        import torch
-
-        if prediction.internals is None or not prediction.internals.levels:
-            raise ValueError("switching levels needs a prediction made with internals=True by a model with a "
-                             "pyramid pooling module")
-        self.model = model
-        self.base = prediction
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self._parts: list[Any] | None = None
-
-    @property
-    def bins(self) -> tuple[int, ...]:
-        return tuple(lv.bin for lv in self.base.internals.levels)
-
-    def prepare(self) -> None:
-        """Compute the per-group convolutions (the one costly step; done once)."""
-        import torch
-        import torch.nn.functional as F
-
-        if self._parts is not None:
-            return
-        conv = self.model.head.conv
-        inner = self.base.internals
-        groups = [inner.layer4] + [lv.upsampled for lv in inner.levels]
-        if not all(lv.enabled for lv in inner.levels):
-            raise ValueError("the reference prediction must have every pyramid level on")
-        parts, start = [], 0
-        with torch.inference_mode():
-            for g in groups:
-                x = g.to(self.device, torch.float32)
-                n = x.shape[1]
-                w = conv.weight[:, start:start + n]
-                parts.append(F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation))
-                start += n
-        if start != conv.weight.shape[1]:
-            raise ValueError(f"the head takes {conv.weight.shape[1]} channels but the cached features have {start}")
-        self._parts = parts
-
-    def rerun(self, disabled_levels: Sequence[int]) -> Any:
-        """The prediction with the given levels (bins) switched off, as a ``core.Prediction``."""
-        import torch
-
-        from core.infer import Prediction
-        from core.model import Internals, PyramidLevel
-
-        disabled = tuple(sorted({int(b) for b in disabled_levels}))
-        unknown = sorted(set(disabled) - set(self.bins))
-        if unknown:
-            raise ValueError(f"no pyramid level with bin(s) {unknown}; this model's levels are {self.bins}")
-        self.prepare()
-        head = self.model.head
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                acc = self._parts[0].clone()
-                for lv, part in zip(self.base.internals.levels, self._parts[1:]):
-                    if lv.bin not in disabled:
-                        acc += part
-                logits = head.classifier(head.dropout(head.relu(head.bn(acc))))
-                probs = self.model.upsample(logits, self.base.size).float().softmax(1)[0]
-                confidence, labels = probs.max(0)
-                entropy = torch.special.entr(probs).sum(0)
-                inner = self.base.internals
-                levels = [lv if lv.bin not in disabled else
-                          PyramidLevel(lv.bin, lv.pooled, lv.reduced, torch.zeros_like(lv.upsampled), False)
-                          for lv in inner.levels]
-                return Prediction(labels=labels.to(torch.uint8).cpu().numpy(), probs=probs.cpu().numpy(),
-                                  aux_probs=self.base.aux_probs, confidence=confidence.cpu().numpy(),
-                                  entropy=entropy.cpu().numpy(), internals=Internals(inner.layer3, inner.layer4, levels),
-                                  disabled_levels=disabled, scales=self.base.scales, flip=self.base.flip)
-        finally:
-            self.model.train(was_training)
+        return LevelSwitch
+    raise AttributeError(f"module 'core.inspect' has no attribute {name!r}")
 
 
 def available_devices() -> list[str]:

@@ -1,8 +1,19 @@
 """Segmentation metrics: a confusion matrix and the mIoU / accuracies computed from it.
 
-mIoU is the mean over the classes present in the labels *or* the prediction; a class absent
-from both has no IoU (``None``), is left out of the mean and is listed in ``absent`` so that a
-report can say so. Mean accuracy is the mean over classes present in the labels.
+Both conventions of the public implementations are here (``mean_over``), computed from the
+confusion matrix summed over the whole data set (per-class intersection and union over all
+images, as all of them do):
+
+- ``"present"`` (ours, mmsegmentation's ``IoUMetric`` with its ``nanmean``): mIoU is the mean
+  over the classes present in the labels *or* the prediction; a class absent from both has no
+  IoU (``None``) and is left out of the mean. Mean accuracy is the mean over classes present
+  in the labels.
+- ``"all"`` (semseg's ``test.py``: ``intersection / (union + 1e-10)``, ``np.mean`` over every
+  class; CSAIL's ``eval.py`` the same): every class counts, one absent from labels and
+  prediction with IoU 0, one absent from the labels with accuracy 0.
+
+Either way the absent classes are listed in ``absent`` so that a report can say so. Pixel
+accuracy is the share of labelled pixels predicted right (CSAIL's "Accuracy", semseg's allAcc).
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ class SegMetrics:
     pixel_acc: float
     per_class_iou: list[float | None]  # None: absent from both prediction and labels
     per_class_acc: list[float | None]  # None: absent from the labels
-    absent: list[int] = field(default_factory=list)  # the classes left out of the mean
+    absent: list[int] = field(default_factory=list)  # the classes absent from labels and prediction
     pixels: int = 0  # labelled pixels counted
+    mean_over: str = "present"  # "present" (ours, mmseg) or "all" (semseg, CSAIL): see the module
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-able (NaN becomes None), per class by id and name, with a note on absent classes."""
@@ -45,10 +57,13 @@ class SegMetrics:
                           for i in range(k)],
             "absent": list(self.absent),
         }
+        out["mean_over"] = self.mean_over
         if self.absent:
             listed = ", ".join(f"{i} ({names[i]})" for i in self.absent)
-            out["note"] = (f"{len(self.absent)} of {k} classes are absent from both labels and prediction and are "
-                           f"left out of the mean IoU: {listed}")
+            how = ("count as 0 in the mean IoU (the source's convention: the mean over all classes)"
+                   if self.mean_over == "all" else "are left out of the mean IoU")
+            out["note"] = f"{len(self.absent)} of {k} classes are absent from both labels and prediction and {how}: " \
+                          f"{listed}"
         else:
             out["note"] = f"all {k} classes are present in the labels or the prediction"
         return out
@@ -108,7 +123,10 @@ class ConfusionMatrix:
         self._m += other._m
         return self
 
-    def compute(self) -> SegMetrics:
+    def compute(self, mean_over: str = "present") -> SegMetrics:
+        """The metrics under a convention: ``"present"`` (ours, mmseg) or ``"all"`` (semseg, CSAIL)."""
+        if mean_over not in ("present", "all"):
+            raise ValueError(f"mean_over must be 'present' or 'all', not {mean_over!r}")
         m = self._m.astype(np.float64)
         tp = np.diag(m)
         truth = m.sum(1)
@@ -119,6 +137,12 @@ class ConfusionMatrix:
         iou = np.divide(tp, union, out=np.zeros_like(tp), where=present)
         acc = np.divide(tp, truth, out=np.zeros_like(tp), where=labelled)
         total = m.sum()
+        if mean_over == "all":
+            return SegMetrics(
+                miou=float(iou.mean()), mean_acc=float(acc.mean()),
+                pixel_acc=float(tp.sum() / total) if total else math.nan,
+                per_class_iou=[float(v) for v in iou], per_class_acc=[float(v) for v in acc],
+                absent=[int(i) for i in np.flatnonzero(~present)], pixels=int(total), mean_over="all")
         return SegMetrics(
             miou=float(iou[present].mean()) if present.any() else math.nan,
             mean_acc=float(acc[labelled].mean()) if labelled.any() else math.nan,

@@ -31,17 +31,49 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def add_inference(p: argparse.ArgumentParser) -> None:
-    """Options of core.Predictor."""
-    g = p.add_argument_group("inference")
+    """Options of core.Predictor: the model's test protocol, and overrides of its fields."""
+    g = p.add_argument_group("test protocol (default: the model's own, recorded in the checkpoint; these override it)")
+    g.add_argument("--base-size", metavar="N|native",
+                   help="the side the photo is resized to at scale 1 (the long side for semseg's and our protocol, "
+                        "the short side for mmseg's / CSAIL's), or 'native' to keep its own size")
+    g.add_argument("--crop", metavar="N|none",
+                   help="window side: the scaled photo is cut into N x N windows (stride --stride-ratio x N); "
+                        "'none' runs it whole")
+    g.add_argument("--stride-ratio", type=float, metavar="R", help="window stride as a fraction of --crop (2/3)")
     g.add_argument("--scales", nargs="+", type=float, metavar="S",
-                   help="test scales, e.g. 0.5 0.75 1 1.25 1.5 1.75 (default: 1)")
-    g.add_argument("--ms", action="store_true", help="the paper's multi-scale set 0.5 .. 1.75 (with --flip: the "
-                                                     "authors' test protocol)")
-    g.add_argument("--flip", action="store_true", help="also predict the mirrored image and average")
-    g.add_argument("--crop", type=int, metavar="N",
-                   help="sliding window of N x N (stride 2/3 N) for images larger than N (default: whole image)")
+                   help="scales relative to the base size, averaged, e.g. 0.5 0.75 1 1.25 1.5 1.75")
+    g.add_argument("--ms", action="store_true", help="shorthand for --scales 0.5 0.75 1 1.25 1.5 1.75 (the paper's "
+                                                     "multi-scale test)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="also predict the mirror image and average (--no-flip: do not)")
     g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     add_device(p)
+
+
+def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The --base-size / --crop / --stride-ratio / --scales / --ms / --flip given, as Predictor keywords."""
+    from core.inference.protocol import MULTI_SCALES, parse_size
+
+    if args.ms and args.scales:
+        raise ValueError("give either --ms or --scales, not both")
+    kw: dict[str, Any] = {}
+    if args.base_size is not None:
+        kw["base_size"] = parse_size(args.base_size, "--base-size", none_words=("native",))
+    if args.crop is not None:
+        kw["crop"] = parse_size(args.crop, "--crop", none_words=("none", "whole"))
+    if args.stride_ratio is not None:
+        if not 0 < args.stride_ratio <= 1:
+            raise ValueError(f"--stride-ratio must be in (0, 1], not {args.stride_ratio}")
+        kw["stride_ratio"] = args.stride_ratio
+    if args.ms:
+        kw["scales"] = MULTI_SCALES
+    elif args.scales:
+        if any(not s > 0 for s in args.scales):
+            raise ValueError(f"--scales must be positive, not {args.scales}")
+        kw["scales"] = tuple(args.scales)
+    if args.flip is not None:
+        kw["flip"] = args.flip
+    return kw
 
 
 def resolve_device(name: str | None) -> str:
@@ -62,14 +94,16 @@ def load(sources: list[str], *, device: str | None = None, num_classes: int | No
                       classes=classes)
 
 
-def predictor(args: argparse.Namespace, loaded: "LoadedModel") -> Any:
-    from core.infer import MULTI_SCALES, Predictor
+def predictor(args: argparse.Namespace, loaded: "LoadedModel", *, aux: bool = True) -> Any:
+    """A Predictor with the model's test protocol and the command line's overrides; says which."""
+    from core.inference import Predictor
 
-    if args.ms and args.scales:
-        raise ValueError("give either --ms or --scales, not both")
-    scales = MULTI_SCALES if args.ms else (tuple(args.scales) if args.scales else (1.0,))
-    return Predictor.from_loaded(loaded, device=resolve_device(args.device), scales=scales, flip=args.flip,
-                                 crop=args.crop, amp=not args.no_amp)
+    pred = Predictor.from_loaded(loaded, device=resolve_device(args.device), amp=not args.no_amp, aux=aux,
+                                 **protocol_overrides(args))
+    if not getattr(args, "quiet", False) and not getattr(args, "json", False):
+        say(f"test protocol: {pred.protocol.describe()} [{pred.protocol.source or 'recorded in the checkpoint'}]",
+            err=True)
+    return pred
 
 
 def class_table(spec: str) -> "ClassTable":
@@ -122,5 +156,7 @@ def metrics_table(metrics: Any, names: Iterable[str]) -> str:
     lines.append(f"pixel accuracy {pct(metrics.pixel_acc).strip()} % over {metrics.pixels} labelled pixels")
     if metrics.absent:
         listed = ", ".join(names[i] for i in metrics.absent)
-        lines.append(f"absent from labels and prediction (left out of the mean IoU): {listed}")
+        how = ("counted as 0 in the mean IoU, the source's convention" if getattr(metrics, "mean_over", "") == "all"
+               else "left out of the mean IoU")
+        lines.append(f"absent from labels and prediction ({how}): {listed}")
     return "\n".join(lines)

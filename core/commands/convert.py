@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     print(loaded.report.summary())
     provenance = {**loaded.provenance, "converted_from": [str(s) for s in loaded.sources],
                   "converted_format": loaded.report.format, "command": command_line(args)}
-    save_checkpoint(out, loaded.model, loaded.classes, provenance)
+    save_checkpoint(out, loaded.model, loaded.classes, provenance, protocol=loaded.protocol)
     cfg = loaded.config
     print(f"wrote {out}: resnet{cfg.depth} ({cfg.stem} stem), bins {list(cfg.bins) if cfg.use_ppm else 'none'}, "
           f"{cfg.num_classes} classes" + (f" ({loaded.classes.name})" if loaded.classes.name else ""))
+    if loaded.protocol is not None:
+        print(f"test protocol: {loaded.protocol.describe()}")
     return 0

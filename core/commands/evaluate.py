@@ -1,4 +1,10 @@
-"""``eval``: mIoU, mean accuracy and pixel accuracy of a model on a data set split."""
+"""``eval``: mIoU, mean accuracy and pixel accuracy of a model on a data set split.
+
+By default the model's own test protocol and its source's metric convention: a semseg
+checkpoint is evaluated as semseg's ``tool/test.py`` does (its resize, windows, mirror; mIoU
+over all classes), an mmseg one as mmsegmentation's test does, a CSAIL one as CSAIL's
+``eval.py``. ``--base-size`` / ``--crop`` / ``--scales`` / ``--flip`` override the protocol.
+"""
 
 from __future__ import annotations
 
@@ -47,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     if tuple(loaded.classes.names) != tuple(data_classes.names):
         say(f"note: the model's class names differ from the data set's; classes are compared by id and reported "
             f"with the data set's names", err=True)
-    pred = predictor(args, loaded)
+    pred = predictor(args, loaded, aux=False)
     cm = ConfusionMatrix(k)
     with progress(n, "eval", quiet=args.quiet, unit="img") as bar:
         for i in range(n):
             image, mask = dataset[i]
             cm.update(pred.predict(image).labels, mask)
             bar.update(1)
-    metrics = cm.compute()
+    metrics = cm.compute(pred.protocol.miou)
     if args.save_confusion:
         cm.save(args.save_confusion)
     names = list(data_classes.names)
@@ -67,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
             "note": d["note"], "pixels": metrics.pixels, "images": n,
             "model": [str(s) for s in loaded.sources], "data": str(args.data), "split": args.split,
             "scales": list(pred.scales), "flip": pred.flip, "crop": pred.crop,
+            "protocol": pred.protocol.to_dict(), "mean_over": metrics.mean_over,
         }
         print(json.dumps(out, allow_nan=False))
     else:
-        scales = ", ".join(f"{s:g}" for s in pred.scales)
-        print(f"{' + '.join(str(s) for s in loaded.sources)} on {args.data} ({args.split}, {n} images; scales {scales}"
-              f"{', flip' if pred.flip else ''}{f', {pred.crop}px windows' if pred.crop else ''})")
+        print(f"{' + '.join(str(s) for s in loaded.sources)} on {args.data} ({args.split}, {n} images; "
+              f"{pred.protocol.describe()})")
         print(metrics_table(metrics, names))
     if args.save_confusion:
         say(f"wrote the confusion matrix to {args.save_confusion}", err=True)

@@ -6,11 +6,14 @@ Outputs in ``--out``, named by the image's stem:
   ``core.read_mask``);
 - ``<stem>_overlay.png`` (``--overlay``): the photo blended with the class colours (``--alpha``);
 - ``<stem>_aux.png`` (``--aux``): the auxiliary (layer3) head's labels, same format as the mask;
-- ``<stem>_probs.npy`` (``--probs``): the main head's softmax as float16, shape (classes, H, W)
-  (float16 halves the size; its ~3 significant digits are plenty for probabilities).
+- ``<stem>_probs.npy`` (``--probs``): the main head's softmax as float16, shape (classes, h, w)
+  at the working resolution the network saw (e.g. 512 x 384 for a 4:3 photo under semseg's
+  ADE20K protocol); resize it to the photo to compare pixel by pixel.
 
-A file that cannot be read gets one ``error:`` line and the rest go on; the exit status is 1
-when any failed.
+The model's test protocol is used unless ``--base-size`` / ``--crop`` / ``--scales`` /
+``--flip`` override it. An image that cannot be read, or cannot be predicted (not enough
+memory: refused before the work, or run out of during it), gets one ``error:`` line and the
+rest go on; the exit status is 1 when any failed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png (photo + class colours)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the class colours (default 0.5)")
-    p.add_argument("--probs", action="store_true", help="also write <stem>_probs.npy: float16 (classes, H, W) softmax")
+    p.add_argument("--probs", action="store_true",
+                   help="also write <stem>_probs.npy: float16 (classes, h, w) softmax at the working resolution")
     p.add_argument("--aux", action="store_true", help="also write <stem>_aux.png: the auxiliary head's labels")
     add_inference(p)
     add_quiet(p)
@@ -83,6 +87,17 @@ def _png(rgb) -> bytes:
     return data.tobytes()
 
 
+def _blend(image, lut, labels, alpha: float, rows: int = 256):
+    """The photo blended with the class colours, in row bands (no photo-sized float arrays)."""
+    import numpy as np
+
+    out = np.empty_like(image)
+    for y in range(0, image.shape[0], rows):
+        band = (1 - alpha) * image[y:y + rows].astype(np.float32) + alpha * lut[labels[y:y + rows]].astype(np.float32)
+        out[y:y + rows] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 @command("predict", "segment images: indexed PNG masks, overlays, probabilities", _configure)
 def run(args: argparse.Namespace) -> int:
     import numpy as np
@@ -99,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     paths = _expand(args.inputs)
     _check_names(paths, out, args)
     loaded = load(args.model, device=resolve_device(args.device))
-    pred = predictor(args, loaded)
+    pred = predictor(args, loaded, aux=args.aux)
     classes = loaded.classes
-    lut = classes.palette().astype(np.float32)
+    lut = classes.palette()
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     with progress(len(paths), "predict", quiet=args.quiet, unit="img") as bar:
@@ -115,18 +130,22 @@ def run(args: argparse.Namespace) -> int:
                 say(f"error: {exc}", err=True)
                 bar.update(1)
                 continue
-            p = pred.predict(image)
+            try:
+                p = pred.predict(image)
+            except StudioError as exc:
+                failed += 1
+                say(f"error: {path}: {exc}", err=True)
+                bar.update(1)
+                continue
             try:
                 write_mask(out / f"{path.stem}.png", p.labels, classes)
                 if args.overlay:
-                    blend = (1 - args.alpha) * image.astype(np.float32) + args.alpha * lut[p.labels]
-                    overlay = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-                    atomic_write_bytes(out / f"{path.stem}_overlay.png", _png(overlay))
+                    atomic_write_bytes(out / f"{path.stem}_overlay.png", _png(_blend(image, lut, p.labels, args.alpha)))
                 if args.aux and p.aux_labels is not None:
                     write_mask(out / f"{path.stem}_aux.png", p.aux_labels, classes)
                 if args.probs:
                     buf = io.BytesIO()
-                    np.save(buf, p.probs.astype(np.float16), allow_pickle=False)
+                    np.save(buf, p.work_probs, allow_pickle=False)
                     atomic_write_bytes(out / f"{path.stem}_probs.npy", buf.getvalue())
             except (StudioError, OSError) as exc:
                 failed += 1

@@ -359,7 +359,11 @@ class Trainer:
             provenance["val_pixel_acc"] = None if math.isnan(metrics.pixel_acc) else float(metrics.pixel_acc)
         path = Path(self.cfg.checkpoint_dir) / FINAL_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, self.model, classes, provenance)
+        from core.inference.protocol import TestProtocol, training_long_side
+
+        protocol = TestProtocol.for_training(self.cfg.crop, training_long_side(self.train_set, self.train_indices),
+                                             flip=self.cfg.flip)
+        save_checkpoint(path, self.model, classes, provenance, protocol=protocol)
         return path
 
     # ----------------------------------------------------------------- the generator

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from core.errors import CheckpointError
+from core.inference.protocol import TestProtocol
 
 Rule = tuple[str, str]  # (regular expression matching a whole foreign key, replacement giving ours)
 
@@ -43,6 +44,10 @@ class ForeignFormat:
     class_names: Callable[[dict[str, Any]], tuple[list[str], list | None] | None] = field(
         default=lambda extras: None)
     needs: Callable[[Mapping[str, Tensor]], str | None] = field(default=lambda t: None)  # problem or None
+    # the source's own test protocol, as far as the file tells: (extras, class count) -> (protocol, note)
+    protocol: Callable[[dict[str, Any], int], tuple[TestProtocol, str]] = field(
+        default=lambda extras, n: (TestProtocol(), "no test protocol is known for this format: used semseg's ADE20K "
+                                                    "protocol (long side 512, 473 windows, mirrored)"))
 
     @cached_property
     def _compiled(self) -> list[tuple[re.Pattern[str], str]]:
@@ -138,6 +143,93 @@ def _csail_needs_encoder(t: Mapping[str, Tensor]) -> str | None:
     return None
 
 
+_DATASET_BY_COUNT = {150: "ade20k", 21: "voc", 19: "cityscapes"}
+
+
+def _semseg_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+    dataset = _DATASET_BY_COUNT.get(n)
+    if dataset is None:
+        return (TestProtocol.semseg("ade20k"),
+                f"semseg has test settings for 150 (ADE20K), 21 (VOC) and 19 (Cityscapes) classes; this file has {n}: "
+                "used its ADE20K protocol (long side 512, 473 windows at stride 316, mirrored)")
+    p = TestProtocol.semseg(dataset)
+    return p, (f"test protocol: semseg's for {dataset} ({n} classes): long side {p.base_size}, {p.crop} windows at "
+               f"stride {p.stride}, mirrored, single scale (tool/test.py)")
+
+
+def _csail_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+    return (TestProtocol.csail(),
+            "test protocol: CSAIL's eval.py (short side 300, 375, 450, 525, 600 capped at a long side of 1000, "
+            "averaged; no windows, no mirror); --scales 1 runs only the 600 one")
+
+
+def _mmseg_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+    meta = extras.get("meta")
+    text = None
+    if isinstance(meta, Mapping):
+        text = next((meta[k] for k in ("config", "cfg") if isinstance(meta.get(k), str)), None)
+    if text:
+        found = _mmseg_from_config(text)
+        if found is not None:
+            return found, f"test protocol: from the mmseg config in the file's meta: {found.source}"
+    if n == 19:
+        return (TestProtocol.mmseg(1024, 2048, source="mmseg Cityscapes 512x1024 configs (Resize (2048, 1024), "
+                                                       "whole)"),
+                "test protocol: the file does not carry its mmseg config; assumed the Cityscapes 512x1024 configs' "
+                "(keep-ratio resize to (2048, 1024), whole image); the 769x769 models test in 769 windows at stride "
+                "513 after a resize to (2049, 1025): --crop 769")
+    known = {150: "ADE20K", 21: "VOC"}.get(n)
+    p = TestProtocol.mmseg(512, 2048, source=f"mmseg {known or 'ADE20K-style'} configs (Resize (2048, 512), whole)")
+    return p, (f"test protocol: the file does not carry its mmseg config; assumed the {known or 'ADE20K'} configs' "
+               "(keep-ratio resize to (2048, 512), whole image)" + ("" if known else f" for its {n} classes"))
+
+
+def _mmseg_from_config(text: str) -> TestProtocol | None:
+    """The test protocol in an mmseg config's text (``meta['config']`` of 0.x checkpoints,
+    ``meta['cfg']`` of 1.x): the test pipeline's keep-ratio Resize and the model's test_cfg."""
+    pipeline = _bracketed(text, "test_pipeline", "[", "]")
+    if pipeline is None:
+        return None
+    m = re.search(r"\b(?:img_)?scale\s*=\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", pipeline)
+    if m is None:
+        return None
+    a, b = int(m.group(1)), int(m.group(2))
+    long, short = max(a, b), min(a, b)
+    flip = re.search(r"flip\s*=\s*True", pipeline) is not None
+    ratios = re.search(r"img_ratios\s*=\s*\[([^\]]*)\]", pipeline)
+    scales = tuple(float(v) for v in re.findall(r"[\d.]+", ratios.group(1))) if ratios else (1.0,)
+    test_cfg = _bracketed(text, "test_cfg", "(", ")") or ""
+    crop = stride = None
+    if re.search(r"mode\s*=\s*['\"]slide['\"]", test_cfg):
+        c = re.search(r"crop_size\s*=\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", test_cfg)
+        st = re.search(r"stride\s*=\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", test_cfg)
+        if c is None or st is None:
+            return None
+        crop, stride = max(int(c.group(1)), int(c.group(2))), max(int(st.group(1)), int(st.group(2)))
+    mode = f"slide {crop}/{stride}" if crop else "whole"
+    return TestProtocol.mmseg(short, long, crop=crop, stride=stride, flip=flip, scales=scales or (1.0,),
+                              source=f"mmseg config in the checkpoint (Resize ({long}, {short}), keep_ratio; {mode}"
+                                     f"{', flip' if flip else ''})")
+
+
+def _bracketed(text: str, name: str, open_: str, close: str) -> str | None:
+    """The text between the brackets that follow ``name =`` / ``name=dict`` (balanced)."""
+    m = re.search(rf"\b{re.escape(name)}\s*=\s*(?:dict\s*)?{re.escape(open_)}", text)
+    if m is None:
+        return None
+    depth, i = 1, m.end()
+    while i < len(text) and depth:
+        ch = text[i]
+        depth += (ch in "([{") - (ch in ")]}")
+        i += 1
+    return text[m.end():i - 1]
+
+
+def _backbone_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+    return (TestProtocol(), "an ImageNet backbone has no test protocol of its own: recorded semseg's ADE20K protocol "
+                            "(long side 512, 473 windows, mirrored); training records its own")
+
+
 _BINS_NOTE = "bins (1, 2, 3, 6)"
 
 SEMSEG = ForeignFormat(
@@ -158,6 +250,7 @@ SEMSEG = ForeignFormat(
     assumption=(f"semseg files do not store the bins, dilation or align_corners; assumed semseg's: {_BINS_NOTE}, "
                 "dilation 2 / 4 in every block of layer3 / layer4 (output stride 8), align_corners=True"),
     depths=(50, 101, 152),  # semseg's dilation code only handles bottleneck ResNets
+    protocol=_semseg_protocol,
 )
 
 CSAIL = ForeignFormat(
@@ -178,6 +271,7 @@ CSAIL = ForeignFormat(
                 "output stride 8 with half the dilation in the first block of layer3 / layer4, "
                 "align_corners=False"),
     needs=_csail_needs_encoder,
+    protocol=_csail_protocol,
 )
 
 MMSEG = ForeignFormat(
@@ -206,6 +300,7 @@ MMSEG = ForeignFormat(
                 f"configs' values: {_BINS_NOTE}, dilations (1, 1, 2, 4) with contract_dilation (half in the first "
                 "block), align_corners=False"),
     class_names=_mmseg_classes,
+    protocol=_mmseg_protocol,
 )
 
 _BACKBONE_NOTE = ("the heads are new, so their layout is free; used the defaults: bins (1, 2, 3, 6), dilation 2 / 4 "
@@ -220,6 +315,7 @@ TORCHVISION_RESNET = ForeignFormat(
     defaults={},
     assumption=_BACKBONE_NOTE,
     backbone_only=True,
+    protocol=_backbone_protocol,
 )
 
 SEMSEG_RESNET_INIT = ForeignFormat(
@@ -232,6 +328,7 @@ SEMSEG_RESNET_INIT = ForeignFormat(
     defaults={},
     assumption=_BACKBONE_NOTE,
     backbone_only=True,
+    protocol=_backbone_protocol,
 )
 
 STUDIO_STATE_DICT = ForeignFormat(
@@ -242,6 +339,8 @@ STUDIO_STATE_DICT = ForeignFormat(
     defaults={},
     assumption=("a bare state dict does not store the bins, dilation or align_corners; assumed the defaults: "
                 "bins (1, 2, 3, 6), dilation 2 / 4 in every block of layer3 / layer4, align_corners=True"),
+    protocol=lambda extras, n: (TestProtocol.native(), "a bare state dict has no test protocol: the image at its own "
+                                                       "size, whole, one scale"),
 )
 
 # detection order: the first whose detector accepts the keys reads the file

@@ -12,11 +12,12 @@ import torch
 
 from core.classes import ClassTable, distinct_colors
 from core.errors import CheckpointError
+from core.inference.protocol import TestProtocol
 from core.model import PSPNet
 from core.weights import arch
 from core.weights.files import WeightFile, read_weight_file
 from core.weights.formats import CSAIL, ForeignFormat, Mapped, detect, first, map_keys
-from core.weights.ours import is_ours, now_iso, read_header
+from core.weights.ours import is_ours, now_iso, read_header, read_protocol
 from core.weights.report import LoadedModel, LoadReport
 
 DEFAULT_NUM_CLASSES = 150  # ADE20K, the paper's main benchmark: heads of a backbone-only file without num_classes
@@ -31,6 +32,10 @@ def load_model(source: str | Path | Sequence[str | Path], *, num_classes: int | 
     ``source`` is one path, or two for a CSAIL encoder + decoder (either order). With
     ``num_classes`` (or ``classes``) differing from the file, the classifiers are new; for an
     ImageNet backbone file all heads are new, for ``num_classes`` classes (150 when not given).
+    The test protocol (how to run the model on a photo) comes from the file: ours records it;
+    a foreign file gets its source's own (by data set, as far as the file tells). It is on the
+    result (``protocol``) and on the model (``model.test_protocol``, which copies keep).
+
     Raises :class:`CheckpointError` for anything it cannot read, before building anything."""
     paths = _as_paths(source)
     if classes is not None:
@@ -45,12 +50,13 @@ def load_model(source: str | Path | Sequence[str | Path], *, num_classes: int | 
     if any(is_ours(f) for f in files):
         if len(files) > 1:
             raise CheckpointError(f"{where}: a PSPNet Studio checkpoint is a single file; give it alone")
-        model, file_classes, provenance, report = _load_ours(files[0], num_classes)
+        model, file_classes, provenance, report, protocol = _load_ours(files[0], num_classes)
     else:
-        model, file_classes, provenance, report = _load_foreign(files, where, num_classes)
+        model, file_classes, provenance, report, protocol = _load_foreign(files, where, num_classes)
     table = _resolve_classes(classes, file_classes, model.cfg.num_classes, report.notes)
     model.to(torch.device(device) if device is not None else torch.device("cpu")).eval()
-    return LoadedModel(model, model.cfg, table, provenance, report, paths)
+    model.test_protocol = protocol
+    return LoadedModel(model, model.cfg, table, provenance, report, paths, protocol)
 
 
 def load_backbone(model: PSPNet, source: str | Path | Sequence[str | Path]) -> LoadReport:
@@ -97,7 +103,12 @@ def _load_ours(wf: WeightFile, num_classes: int | None):
         fresh = arch.CLASSIFIERS.__contains__
     asm = arch.assemble(cfg, wf.tensors, where=str(wf.path), fmt="pspnet-studio", fresh=fresh)
     _note_counters(asm, notes)
-    return asm.model, file_classes, provenance, LoadReport("pspnet-studio", asm.loaded, asm.reinitialised, notes)
+    protocol = read_protocol(wf)
+    if protocol is None:
+        protocol, note = _older_protocol(provenance, cfg.num_classes)
+        notes.append(note)
+    report = LoadReport("pspnet-studio", asm.loaded, asm.reinitialised, notes)
+    return asm.model, file_classes, provenance, report, protocol
 
 
 def _load_foreign(files: list[WeightFile], where: str, num_classes: int | None):
@@ -144,7 +155,10 @@ def _load_foreign(files: list[WeightFile], where: str, num_classes: int | None):
     provenance: dict[str, Any] = {"source": where, "imported_from": fmt.name, "imported": now_iso()}
     if isinstance(extras.get("epoch"), int):
         provenance["epoch"] = extras["epoch"]
-    return asm.model, file_classes, provenance, LoadReport(fmt.name, asm.loaded, asm.reinitialised, notes)
+    protocol, note = fmt.protocol(extras, file_n)
+    notes.append(note)
+    return (asm.model, file_classes, provenance, LoadReport(fmt.name, asm.loaded, asm.reinitialised, notes),
+            protocol)
 
 
 def _map_files(files: list[WeightFile], where: str) -> Mapped:
@@ -163,6 +177,25 @@ def _map_files(files: list[WeightFile], where: str) -> Mapped:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _older_protocol(provenance: dict[str, Any], num_classes: int) -> tuple[TestProtocol, str]:
+    """A protocol for one of our files written before protocols were recorded."""
+    from core.weights.formats import FORMATS
+
+    imported = provenance.get("imported_from") or provenance.get("converted_format")
+    fmt = next((f for f in FORMATS if f.name == imported), None)
+    if fmt is not None:
+        protocol, how = fmt.protocol({}, num_classes)
+        return protocol, f"the file records no test protocol (an older file); it was imported from {imported}: {how}"
+    train = provenance.get("train_config")
+    crop = train.get("crop") if isinstance(train, dict) else None
+    if isinstance(crop, int) and crop > 0:
+        return (TestProtocol.for_training(crop, None, flip=bool(train.get("flip", True))),
+                f"the file records no test protocol (an older file): used its training's crop {crop} on the image at "
+                "its own size")
+    return (TestProtocol.native(), "the file records no test protocol (an older file): the image at its own size, "
+                                   "whole, one scale")
 
 
 def _foreign_classes(fmt: ForeignFormat, extras: dict[str, Any], n: int, notes: list[str]) -> ClassTable | None:

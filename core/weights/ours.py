@@ -1,5 +1,7 @@
 """PSPNet Studio's own checkpoint: a safetensors file whose metadata holds, as JSON strings,
-the model config, the class table and the provenance. Nothing in it is executable."""
+the model config, the class table, the test protocol and the provenance. Nothing in it is
+executable. Files written before the protocol was recorded have no ``protocol`` entry; the
+loader then chooses one from the provenance and says so."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from core.atomic import atomic_save
 from core.classes import ClassTable
 from core.config import ModelConfig
 from core.errors import CheckpointError
+from core.inference.protocol import TestProtocol
 from core.model import PSPNet
 from core.weights.files import WeightFile, json_entry
 
@@ -26,10 +29,15 @@ def now_iso() -> str:
 
 
 def save_checkpoint(path: str | Path, model: PSPNet, classes: ClassTable,
-                    provenance: dict[str, Any] | None = None) -> None:
-    """Write ``model`` with its config, ``classes`` and ``provenance`` (source, imported_from,
-    training run ...; ``created`` is set to now) atomically to ``path``."""
+                    provenance: dict[str, Any] | None = None, protocol: TestProtocol | None = None) -> None:
+    """Write ``model`` with its config, ``classes``, test ``protocol`` and ``provenance``
+    (source, imported_from, training run ...; ``created`` is set to now) atomically to ``path``.
+
+    ``protocol`` defaults to the one the model was loaded or trained with (``model.test_protocol``,
+    which a copy of the model keeps), else the photo at its own size."""
     cfg: ModelConfig = model.cfg
+    if protocol is None:
+        protocol = getattr(model, "test_protocol", None) or TestProtocol.native()
     if len(classes) != cfg.num_classes:
         raise CheckpointError(f"{path}: not saved: the class table has {len(classes)} classes but the model "
                               f"{cfg.num_classes}")
@@ -39,6 +47,7 @@ def save_checkpoint(path: str | Path, model: PSPNet, classes: ClassTable,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(cfg.to_dict()),
         "classes": json.dumps(classes.to_dict()),
+        "protocol": json.dumps(protocol.to_dict()),
         "provenance": json.dumps(prov, default=str),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -50,6 +59,7 @@ def is_ours(wf: WeightFile) -> bool:
 
 
 def read_header(wf: WeightFile) -> tuple[ModelConfig, ClassTable, dict[str, Any]]:
+    """The config, class table and provenance (the protocol: :func:`read_protocol`)."""
     version = wf.metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{wf.path}: PSPNet Studio checkpoint of format_version {version!r}; this version "
@@ -71,4 +81,14 @@ def read_header(wf: WeightFile) -> tuple[ModelConfig, ClassTable, dict[str, Any]
     return cfg, classes, provenance
 
 
-__all__ = ["save_checkpoint", "is_ours", "read_header", "FORMAT", "FORMAT_VERSION", "now_iso"]
+def read_protocol(wf: WeightFile) -> TestProtocol | None:
+    """The recorded test protocol, or None for a file written before it was recorded."""
+    if "protocol" not in wf.metadata:
+        return None
+    try:
+        return TestProtocol.from_dict(json_entry(wf, "protocol"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{wf.path}: PSPNet Studio checkpoint with an invalid test protocol: {exc}") from None
+
+
+__all__ = ["save_checkpoint", "is_ours", "read_header", "read_protocol", "FORMAT", "FORMAT_VERSION", "now_iso"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.classes import ClassTable
 from core.config import ModelConfig
 from core.model import PSPNet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.inference.protocol import TestProtocol
 
 
 @dataclass
@@ -45,6 +48,7 @@ class LoadedModel:
     provenance: dict[str, Any]  # where the weights came from, when, which training run
     report: LoadReport
     sources: list[Path]
+    protocol: "TestProtocol | None" = None  # how to test it (None: the model's own, else the photo as it is)
 
 
 __all__ = ["LoadReport", "LoadedModel"]
