@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PREFERRED = QSize(1600, 1000)
 MAXIMISE_BELOW = QSize(1500, 900)
 SCREEN_SHARE = 0.9
+CLASS_ROWS_SMALL, CLASS_ROWS_LARGE = 6, 10  # class rows the Classes dock shows at first (short, tall window)
 
 
 def first_geometry(available: QRect, preferred: QSize = PREFERRED) -> tuple[QRect, bool]:
@@ -77,7 +78,9 @@ def default_docks(window: "MainWindow") -> None:
     side_right = max(280, min(460, int(0.27 * w)))
     window.resizeDocks([window.images_dock, window.legend_dock], [side_left, side_right], Qt.Orientation.Horizontal)
     column = max(200, h - window.menuBar().height() - window.statusBar().height() - 60)
-    classes = max(190, min(330, int(0.30 * column)))
+    title = max(0, window.legend_dock.height() - window.legend.height()) or 24  # the dock's title bar
+    rows = CLASS_ROWS_LARGE if column >= 800 else CLASS_ROWS_SMALL
+    classes = max(160, min(window.legend.height_for_rows(rows) + title, int(0.45 * column)))
     window.resizeDocks([window.legend_dock, window.model_dock], [classes, column - classes], Qt.Orientation.Vertical)
     tools = min(window.tools_dock.widget().sizeHint().height() + 30, int(0.55 * column))
     window.resizeDocks([window.images_dock, window.tools_dock], [column - tools, tools], Qt.Orientation.Vertical)

@@ -77,6 +77,14 @@ class LegendWidget(QWidget):
         lay.addWidget(self.table, 1)
         self._updating = False
 
+    def height_for_rows(self, rows: int) -> int:
+        """The panel's height that shows ``rows`` class rows whole (for the docks' default layout)."""
+        lay = self.layout()
+        m = lay.contentsMargins()
+        top = lay.itemAt(0).sizeHint().height()
+        table = self.table.horizontalHeader().sizeHint().height() + rows * self.table.verticalHeader().defaultSectionSize()
+        return m.top() + m.bottom() + top + lay.spacing() + table + 2 * self.table.frameWidth() + 2
+
     # --- inputs ---
     def set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes

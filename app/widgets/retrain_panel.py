@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QResizeEvent
+from PySide6.QtGui import QAction, QFont, QFontMetricsF, QResizeEvent
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QFrame, QGridLayout, QHBoxLayout,
                                QHeaderView, QLabel, QPushButton, QScrollArea, QSpinBox, QTableWidget,
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
@@ -27,7 +27,7 @@ from app.widgets.fit_progress import FitProgressBar
 REDRAW_MS = 0  # records that arrive in one pass of the event loop are drawn together (measured: a longer
 # interval did not shorten the GUI thread's stalls in tests/benchmarks/retrain_stall.py)
 CURVES_MIN = 200  # pixels: three plots of about 50 px each, tick labels apart, and the step axis
-CURVES_MIN_COMPACT = 165  # ... when they share a tab with the tables (a small screen): about 40 px each
+CURVES_MIN_COMPACT = 195  # ... when they share a tab with the tables (a small screen): about 50 px each
 TABLES_MIN = 150  # pixels: the tab bar, the summary, the header and three rows
 NARROW_TABLE = 380  # below this width the before/after table leaves out its Pixels column (each row's tip has it)
 AXIS_WIDTH = 54  # the plots' left axes (label and ticks) have one width: the x-linked plots line up
@@ -38,6 +38,46 @@ def _eta(seconds: float) -> str:
         return "?"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+class SparseAxis(pg.AxisItem):
+    """A left axis whose labels stay apart on a short plot: pyqtgraph always labels its major ticks,
+    about log(height) of them, and they overlap below some 80 px. The major spacing is widened
+    (1, 2, 5 x 10^k) until the labels are ``GAP`` text heights apart, or, where that would leave
+    fewer than two labels, just apart (``MIN_GAP``)."""
+
+    GAP, MIN_GAP = 1.5, 1.15
+
+    def __init__(self, orientation: str = "left", **kw):
+        super().__init__(orientation, **kw)
+        self.setStyle(maxTextLevel=0)
+
+    @staticmethod
+    def _nice_above(value: float) -> float:
+        exp = math.floor(math.log10(value))
+        for m in (1, 2, 5, 10):
+            if m * 10 ** exp >= value * (1 - 1e-9):
+                return m * 10 ** exp
+        return 10 ** (exp + 1)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float):  # noqa: N802 N803 (pyqtgraph names)
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = maxVal - minVal
+        if not levels or span <= 0 or size <= 0:
+            return levels
+        text = QFontMetricsF(self.style.get("tickFont") or QFont()).height() * span / size  # a label's height, data units
+
+        def labels(step: float) -> int:  # labels that fit whole between the ends (pyqtgraph drops the others)
+            lo, hi = minVal + 0.5 * text, maxVal - 0.5 * text
+            return max(0, int(math.floor(hi / step) - math.ceil(lo / step)) + 1)
+
+        steps = [self._nice_above(self.MIN_GAP * text)]
+        while steps[-1] < span:
+            steps.append(self._nice_above(steps[-1] * 1.01))
+        spacing = next((st for st in steps if st >= self.GAP * text and labels(st) >= 2),
+                       next((st for st in steps if labels(st) >= 2), self._nice_above(self.GAP * text)))
+        # only this level is labelled (maxTextLevel 0); finer levels draw their ticks and grid lines
+        return [(spacing, 0)] + [lv for lv in levels if lv[0] < spacing][:1]
 
 
 class _NumberItem(QTableWidgetItem):
@@ -143,16 +183,17 @@ class RetrainPanel(QWidget):
         self.plots.setMinimumHeight(CURVES_MIN)
         self.plots.ci.setContentsMargins(2, 2, 6, 2)
         self.plots.ci.setSpacing(2)
-        self.loss_plot = self.plots.addPlot(row=0, col=0)
+        self.loss_plot = self.plots.addPlot(row=0, col=0, axisItems={"left": SparseAxis("left")})
         self.loss_plot.addLegend(offset=(-5, 2), labelTextSize="8pt", verSpacing=-6)
         self.main_curve = self.loss_plot.plot(pen=pg.mkPen("#1a73e8", width=2), name="main")
         self.aux_curve = self.loss_plot.plot(pen=pg.mkPen("#e8710a", width=2), name="aux")
-        self.lr_plot = self.plots.addPlot(row=1, col=0)
+        self.lr_plot = self.plots.addPlot(row=1, col=0, axisItems={"left": SparseAxis("left")})
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#9334e6", width=2))
-        self.val_plot = self.plots.addPlot(row=2, col=0)
+        self.val_plot = self.plots.addPlot(row=2, col=0, axisItems={"left": SparseAxis("left")})
         self.val_curve = self.val_plot.plot(pen=pg.mkPen("#188038", width=2), symbol="o", symbolSize=6,
                                             symbolBrush="#188038")
-        self.val_plot.setYRange(0, 1)
+        self.val_plot.setYRange(0, 1, padding=0.2)  # room for the labels 0 and 1
+        self.loss_plot.getViewBox().setDefaultPadding(0.12)  # room for the labels at the ends
         for p in (self.lr_plot, self.val_plot):
             p.setXLink(self.loss_plot)
         for p, name, tip in ((self.loss_plot, "loss", "training loss of the main and the auxiliary head"),
@@ -377,6 +418,8 @@ class RetrainPanel(QWidget):
         if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
+        if s["lr"]:  # from 0 (where the poly decay ends), with room for the top label
+            self.lr_plot.setYRange(0, max(s["lr"]) * 1.15 or 1e-3, padding=0)
         self.val_curve.setData(s["val_step"], s["val"])
         step = self._last_step
         if step is not None:

@@ -85,12 +85,15 @@ class ShortcutsDialog(QDialog):
         lay.addWidget(self.buttons)
         self.resize(self.sizeHint())
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        """The preferred size, within the share of the screen the dialog opens on."""
-        screen = (self.parentWidget() or self).screen()
-        room = screen.availableGeometry().size() if screen is not None else PREFERRED
+    @staticmethod
+    def size_for(room: QSize) -> QSize:
+        """The dialog's size on a screen whose free area is ``room``: the preferred size, within a share of it."""
         return QSize(min(PREFERRED.width(), int(room.width() * 0.9)),
                      min(PREFERRED.height(), int(room.height() * SCREEN_SHARE)))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        screen = (self.parentWidget() or self).screen()
+        return self.size_for(screen.availableGeometry().size() if screen is not None else PREFERRED)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(320, 240)
