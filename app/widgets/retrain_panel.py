@@ -184,7 +184,7 @@ class RetrainPanel(QWidget):
         self.plots.ci.setContentsMargins(2, 2, 6, 2)
         self.plots.ci.setSpacing(2)
         self.loss_plot = self.plots.addPlot(row=0, col=0, axisItems={"left": SparseAxis("left")})
-        self.loss_plot.addLegend(offset=(-5, 2), labelTextSize="8pt", verSpacing=-6)
+        self.loss_plot.addLegend(offset=(-5, 2), labelTextSize="8pt", verSpacing=-6, brush=pg.mkBrush(0, 0, 0, 170))
         self.main_curve = self.loss_plot.plot(pen=pg.mkPen("#1a73e8", width=2), name="main")
         self.aux_curve = self.loss_plot.plot(pen=pg.mkPen("#e8710a", width=2), name="aux")
         self.lr_plot = self.plots.addPlot(row=1, col=0, axisItems={"left": SparseAxis("left")})
