@@ -12,8 +12,8 @@ from typing import Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QShowEvent
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QProgressBar, QScrollArea, QTabWidget, QToolButton, QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QProgressBar, QScrollArea, QTabWidget, QToolButton, QWidget)
 from superqt import QElidingLabel
 
 import core
@@ -32,6 +32,7 @@ from app.views.segmentation_view import SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
 from app.widgets.model_panel import ModelPanel
+from app.widgets.fit_progress import FitProgressBar
 from app.widgets.retrain_panel import RetrainPanel
 from app.widgets.shortcuts_dialog import ShortcutsDialog, shortcut_rows
 from app.widgets.startup_progress import StartupProgress
@@ -147,7 +148,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn.setVisible(False)
         self.train_label = QLabel("")
         self.train_label.setVisible(False)
-        self.train_progress = QProgressBar()
+        self.train_progress = FitProgressBar()  # its text fits (the longest of its texts that does)
         self.train_progress.setFixedWidth(160)
         self.train_progress.setVisible(False)
         self.device_label = QLabel("")
@@ -488,7 +489,7 @@ class MainWindow(QMainWindow):
 
     def _training_progress(self, rec: core.TrainProgress) -> None:
         self.train_progress.setValue(rec.step)
-        self.train_progress.setFormat(f"step %v/%m, loss {rec.loss:.2f}")
+        self.train_progress.set_texts(f"step %v/%m, loss {rec.loss:.2f}", f"%v/%m, loss {rec.loss:.2f}", "%v/%m")
         self.train_label.setText(f"Training demo model, ETA {rec.eta_s:.0f} s")
 
     def _training_finished(self, message: str) -> None:
@@ -608,7 +609,7 @@ class MainWindow(QMainWindow):
         """An edit of a hidden mask: show the mask (the edit would otherwise show nothing) and say so."""
         if not self.seg.mask_box.isChecked():
             self.act.show_mask.setChecked(True)
-            self.show_message("The mask was hidden: it is shown again while you edit it (M hides it)")
+            self.show_message("The mask was hidden: it is shown again, so that you see your edit (M hides it)")
 
     def showEvent(self, ev: QShowEvent) -> None:  # noqa: N802 (Qt name)
         super().showEvent(ev)

@@ -82,7 +82,8 @@ class LegendWidget(QWidget):
         lay = self.layout()
         m = lay.contentsMargins()
         top = lay.itemAt(0).sizeHint().height()
-        table = self.table.horizontalHeader().sizeHint().height() + rows * self.table.verticalHeader().defaultSectionSize()
+        header = self.table.horizontalHeader().sizeHint().height()
+        table = header + rows * self.table.verticalHeader().defaultSectionSize()
         return m.top() + m.bottom() + top + lay.spacing() + table + 2 * self.table.frameWidth() + 2
 
     # --- inputs ---

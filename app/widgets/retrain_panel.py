@@ -65,7 +65,8 @@ class SparseAxis(pg.AxisItem):
         span = maxVal - minVal
         if not levels or span <= 0 or size <= 0:
             return levels
-        text = QFontMetricsF(self.style.get("tickFont") or QFont()).height() * span / size  # a label's height, data units
+        font = self.style.get("tickFont") or QFont()
+        text = QFontMetricsF(font).height() * span / size  # a label's height, in data units
 
         def labels(step: float) -> int:  # labels that fit whole between the ends (pyqtgraph drops the others)
             lo, hi = minVal + 0.5 * text, maxVal - 0.5 * text

@@ -133,7 +133,8 @@ def test_the_demo_retrain_names_the_demos_own_labels(qtbot, window, tiny_ckpt, s
     with qtbot.waitSignal(window.editor.saved, timeout=20000):
         mouse_drag(window, [(10, 10), (40, 12)])
     assert rt.training_labels() == "8 labelled image(s): 1 corrected by you, 7 with the demo's own labels"
-    assert rt.comparison_text(rows).endswith("over 8 labelled image(s): 1 corrected by you, 7 with the demo's own labels")
+    assert rt.comparison_text(rows).endswith(
+        "over 8 labelled image(s): 1 corrected by you, 7 with the demo's own labels")
 
 
 @pytest.mark.parametrize("images, demo_, text", [
