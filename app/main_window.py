@@ -615,7 +615,7 @@ class MainWindow(QMainWindow):
         super().showEvent(ev)
         if not self._docks_placed:
             self._docks_placed = True
-            QTimer.singleShot(0, lambda: window_geometry.default_docks(self))
+            QTimer.singleShot(0, self, lambda: window_geometry.default_docks(self))
 
     # --- prompts (tests replace ``ask``)
     def ask(self, title: str, text: str, buttons: QMessageBox.StandardButton,

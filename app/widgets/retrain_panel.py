@@ -312,7 +312,7 @@ class RetrainPanel(QWidget):
             self.tabs.setCurrentWidget(self.curves_page if self.running or current is None else current)
         self.plots.setMinimumHeight(CURVES_MIN if stacked else CURVES_MIN_COMPACT)
         self.tabs.setMinimumHeight(TABLES_MIN)
-        QTimer.singleShot(0, self._refit)
+        QTimer.singleShot(0, self, self._refit)  # (not after the panel is gone)
 
     def _refit(self) -> None:
         """The body's minimum changed with the layout: let the scroll area size it to its view again
