@@ -54,6 +54,8 @@ class DemoLauncher(QObject):
     trainingProgress = Signal(object)  # core.TrainProgress
     trainingFinished = Signal(str)  # a message
     failed = Signal(str)
+    preparing = Signal(object)  # core.Progress while the demo project is written (the first start only)
+    prepared = Signal()  # the demo project is there (or could not be written)
 
     def __init__(self, controller: "Controller", *, bundled: Path | None = BUNDLED_CHECKPOINT,
                  steps: int = DEMO_STEPS, snapshots: int = SNAPSHOTS, parent: QObject | None = None):
@@ -78,6 +80,8 @@ class DemoLauncher(QObject):
         task = self.controller.io.submit("demo project", core.ensure_demo_project, self.project_dir)
         task.succeeded.connect(lambda root: self._project_ready(root, with_model))
         task.failed.connect(lambda exc: self.failed.emit(f"Could not write the demo project: {exc}"))
+        task.progress.connect(self.preparing)
+        task.done.connect(self.prepared)
 
     def _project_ready(self, root: Path, with_model: bool) -> None:
         self.controller.open_folder(root)

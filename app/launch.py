@@ -1,10 +1,13 @@
 """Start the window: ``python main.py`` (the demo) or ``python main.py gui [--model ...] [--image ...]
-[--project ...] [--view overlay|pyramid|heads] [--screenshot OUT.png]``.
+[--project ...] [--view overlay|pyramid|heads] [--screenshot OUT.png [--size WxH|screen]]``.
 
 With ``--screenshot`` the window opens offscreen (unless a display platform is set), waits until
 the prediction is shown (and, for the pyramid view, its summaries), saves the window as a PNG
 and exits; it exits non-zero with a message when that fails or takes longer than
-``PSPNET_SCREENSHOT_TIMEOUT`` seconds (default 600).
+``PSPNET_SCREENSHOT_TIMEOUT`` seconds (default 600). ``--size`` sets the window's size (default
+1600x1000, the same on every machine); ``--size screen`` opens it as a first start does on the
+screen (maximised on a small one): with ``QT_QPA_PLATFORM=xcb`` under Xvfb, the real window at
+that screen's size.
 
 ``PSPNET_STUDIO_HOME`` moves the app's own files (settings, demo project, trained demo model)
 into one folder; ``python -m app.screenshots`` makes the README's screenshots.
@@ -20,6 +23,22 @@ from pathlib import Path
 
 SCREENSHOT_TIMEOUT_S = float(os.environ.get("PSPNET_SCREENSHOT_TIMEOUT", "600"))
 SETTLE_MS = 300  # let pyqtgraph lay out and paint before grabbing
+SCREENSHOT_SIZE = (1600, 1000)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``WxH`` -> (W, H); None or "screen" -> None (the screen's size)."""
+    if text is None:
+        return SCREENSHOT_SIZE
+    if text.strip().lower() == "screen":
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size {text!r}: give WIDTHxHEIGHT (e.g. 1280x720) or 'screen'") from None
+    if not (200 <= w <= 16384 and 200 <= h <= 16384):
+        raise ValueError(f"--size {text!r}: width and height must be 200 ... 16384 pixels")
+    return w, h
 
 
 def _application():
@@ -78,6 +97,9 @@ class Screenshot:
     def _save(self) -> None:
         if self.code is not None or not self._ready():
             return
+        need = self.window.minimumSizeHint()
+        if need.width() > self.window.width() or need.height() > self.window.height():
+            print(f"warning: the window needs at least {need.width()}x{need.height()} pixels", file=sys.stderr)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if self.window.save_screenshot(self.out):
             self._finish(0, f"saved {self.out}")
@@ -115,7 +137,13 @@ def build_window(args: argparse.Namespace):
     image = getattr(args, "image", None)
     project = getattr(args, "project", None)
     if getattr(args, "screenshot", None):
-        window.resize(1600, 1000)
+        size = parse_size(getattr(args, "size", None))
+        if size is None:
+            from app.window_geometry import place_first
+
+            place_first(window)  # as a first start opens it on this screen
+        else:
+            window.resize(*size)
     view = getattr(args, "view", None)
     if view in VIEWS:
         window.tabs.setCurrentIndex(VIEWS.index(view))
@@ -153,6 +181,11 @@ def warm_up(window) -> None:
 
 def run_gui(args: argparse.Namespace) -> int:
     screenshot = getattr(args, "screenshot", None)
+    try:
+        parse_size(getattr(args, "size", None))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if screenshot and "QT_QPA_PLATFORM" not in os.environ:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = _application()

@@ -10,16 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from PySide6.QtCore import QByteArray, Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QProgressBar, QTabWidget, QToolButton, QWidget)
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QShowEvent
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QProgressBar, QScrollArea, QTabWidget, QToolButton, QWidget)
+from superqt import QElidingLabel
 
 import core
 from app.actions import Actions
 from app.controllers.controller import Controller, ShownImage
 from app.demo import DemoLauncher
 from app.image_folder import ImageFolder
+from app import window_geometry
 from app.settings import Settings
 from app.tools.base import ToolSettings
 from app.tools.interaction import CanvasTools
@@ -30,7 +32,10 @@ from app.views.segmentation_view import SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
 from app.widgets.model_panel import ModelPanel
+from app.widgets.fit_progress import FitProgressBar
 from app.widgets.retrain_panel import RetrainPanel
+from app.widgets.shortcuts_dialog import ShortcutsDialog, shortcut_rows
+from app.widgets.startup_progress import StartupProgress
 from app.widgets.tool_panel import ToolPanel
 
 MODEL_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar"}
@@ -79,7 +84,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.images_dock = self._dock("Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.legend_dock = self._dock("Classes", self.legend, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.model_dock = self._dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.model_dock = self._dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
 
         self._status_bar()
         self.recent_menus: dict[str, QMenu] = {}
@@ -87,7 +92,7 @@ class MainWindow(QMainWindow):
         self.act = Actions(self)
         self.tool_panel = ToolPanel(self.tool_settings, self.act.tools, self.act.edit_buttons())
         self.retrain_panel = RetrainPanel(self.act.retrain, self.act.cancel_retrain)
-        self.tools_dock = self._dock("Tools", self.tool_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tools_dock = self._dock("Tools", self.tool_panel, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
         self.retrain_dock = self._dock("Retrain", self.retrain_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.model_dock, self.retrain_dock)
         self.model_dock.raise_()
@@ -96,8 +101,13 @@ class MainWindow(QMainWindow):
         tb.setObjectName("toolbar_main")
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.act.build_toolbar(tb)
+        self._short_toolbar_texts()
         self._wire()
         self._wire_editing()
+        self._wire_small_screen()
+        self.startup_progress = StartupProgress(self.tabs)  # the first start: the demo project being written
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+        self._docks_placed = False  # the docks' default shares, once, when no saved layout set them
         self.resize(1400, 900)
         self.persist = restore  # a window that did not restore the layout (screenshots) does not save it
         self.device_label.setText(core.device_name(self.controller.device))
@@ -110,18 +120,24 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------
     # construction
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
+        if scroll:  # a dock shorter than its panel scrolls it (a small screen), it does not make the window taller
+            area_ = QScrollArea()
+            area_.setWidgetResizable(True)
+            area_.setFrameShape(QFrame.Shape.NoFrame)
+            area_.setWidget(widget)
+            widget = area_
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
 
     def _status_bar(self) -> None:
         sb = self.statusBar()
-        self.info = QLabel("")
+        self.info = QElidingLabel("")  # a long message elides; it must not make the window wider
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.info.setMinimumWidth(200)
+        self.info.setMinimumWidth(80)
         self.progress = QProgressBar()
         self.progress.setFixedWidth(220)
         self.progress.setTextVisible(True)
@@ -132,7 +148,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn.setVisible(False)
         self.train_label = QLabel("")
         self.train_label.setVisible(False)
-        self.train_progress = QProgressBar()
+        self.train_progress = FitProgressBar()  # its text fits (the longest of its texts that does)
         self.train_progress.setFixedWidth(160)
         self.train_progress.setVisible(False)
         self.device_label = QLabel("")
@@ -203,18 +219,17 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------
     # settings
     def _restore(self) -> None:
-        geo = self.settings.value("window/geometry")
-        if isinstance(geo, QByteArray):
-            self.restoreGeometry(geo)
+        if not window_geometry.restore(self, self.settings):
+            window_geometry.place_first(self)  # the first start: maximised on a small screen, else centred
         state = self.settings.value("window/state")
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
+        if isinstance(state, QByteArray) and self.restoreState(state):
+            self._docks_placed = True
         self.seg.set_opacity(float(self.settings.value("view/opacity", 0.6)))
         tab = int(self.settings.value("view/tab", 0))
         self.tabs.setCurrentIndex(max(0, min(tab, self.tabs.count() - 1)))
 
     def save_settings(self) -> None:
-        self.settings.set("window/geometry", self.saveGeometry())
+        self.settings.set_window_geometry(self.saveGeometry())
         self.settings.set("window/state", self.saveState())
         self.settings.set("view/opacity", self.seg.opacity.value() / 100)
         self.settings.set("view/tab", self.tabs.currentIndex())
@@ -265,6 +280,7 @@ class MainWindow(QMainWindow):
         demo.trainingFinished.connect(self._training_finished)
         demo.failed.connect(self.show_error)
         demo.failed.connect(lambda _: self._training_finished(""))
+        self.startup_progress.follow(demo)
         return demo
 
     def open_demo(self, with_model: bool | None = None) -> DemoLauncher:
@@ -473,7 +489,7 @@ class MainWindow(QMainWindow):
 
     def _training_progress(self, rec: core.TrainProgress) -> None:
         self.train_progress.setValue(rec.step)
-        self.train_progress.setFormat(f"step %v/%m, loss {rec.loss:.2f}")
+        self.train_progress.set_texts(f"step %v/%m, loss {rec.loss:.2f}", f"%v/%m, loss {rec.loss:.2f}", "%v/%m")
         self.train_label.setText(f"Training demo model, ETA {rec.eta_s:.0f} s")
 
     def _training_finished(self, message: str) -> None:
@@ -482,13 +498,14 @@ class MainWindow(QMainWindow):
         if message:
             self.show_message(message)
 
-    def show_shortcuts(self) -> None:
-        rows = []
-        for act in self.actions():
-            seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-            if seq:
-                rows.append(f"<tr><td><b>{seq}</b></td><td>{act.text().replace('&', '')}</td></tr>")
-        QMessageBox.information(self, "Keyboard shortcuts", "<table>" + "".join(rows) + "</table>")
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help > Keyboard Shortcuts: a dialog that fits the screen (opened, not run: the window stays live)."""
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = ShortcutsDialog(shortcut_rows(self.menuBar(), self.actions()), self)
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+        self.shortcuts_dialog.activateWindow()
+        return self.shortcuts_dialog
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About PSPNet Studio",
@@ -517,6 +534,7 @@ class MainWindow(QMainWindow):
         self.act.undo.setEnabled(m is not None and m.can_undo)
         self.act.redo.setEnabled(m is not None and m.can_redo)
         self.act.accept_all.setEnabled(m is not None)
+        self.act.save_masks.setEnabled(ed.dirty)
         if m is None:
             self.tool_panel.set_state(ed.reason or "no mask", error=ed.reason.startswith("read-only"))
             self.canvas_tools.set_mask(None, ed.reason)
@@ -549,10 +567,11 @@ class MainWindow(QMainWindow):
         self.retrainer.start(self.retrain_panel.options())
 
     def _retrain_started(self, steps: int) -> None:
-        self.retrain_panel.started(steps)
+        what = self.retrainer.training_labels()
+        self.retrain_panel.started(steps, what)
         self.act.retrain.setEnabled(False)
         self.act.cancel_retrain.setEnabled(True)
-        self.show_message(f"Retraining on the corrections ({steps} steps) ...")
+        self.show_message(f"Retraining on {what} ({steps} steps) ...")
 
     def _retrain_done(self, text: str, error: bool = False, short: str = "") -> None:
         self.act.retrain.setEnabled(True)
@@ -561,17 +580,42 @@ class MainWindow(QMainWindow):
         (self.show_error if error else self.show_message)(text)
 
     def _retrain_finished(self, result: core.ProjectFinetune) -> None:
-        m = result.metrics.get("val_miou")
-        val = f", validation mIoU {m:.3f}" if isinstance(m, (int, float)) else ""
-        self._retrain_done(f"Model {result.entry.id} trained ({result.steps_done} steps, {result.seconds:.0f} s{val}) "
-                           "and in use; comparing with the previous model ...", short="done")
+        self._retrain_done(self.retrain_panel.trained(result), short="done")
 
     def _comparison_ready(self, rows: list[core.Agreement]) -> None:
-        self.retrain_panel.set_comparison(rows)
-        self.show_message(core.agreement_text(rows))
+        text = self.retrainer.comparison_text(rows)  # says so when the masks are the demo's own labels
+        self.retrain_panel.set_comparison(rows, text)
+        self.show_message(text)
 
     def _refresh_history(self) -> None:
         self.retrain_panel.set_history(self.retrainer.history(), self.retrainer.current_id())
+
+    # --- a small screen, texts that stay true (issue 14)
+    def _wire_small_screen(self) -> None:
+        self.retrainer.restored.connect(self.retrain_panel.restored)
+        self.controller.modelChanged.connect(
+            lambda loaded: self.retrain_panel.model_in_use(list(getattr(loaded, "sources", None) or [])))
+        self.editor.regionChanged.connect(self._mask_edited)
+        self._history_changed()  # nothing open yet: Undo, Redo, Accept and Save are off
+
+    def _short_toolbar_texts(self) -> None:
+        """Shorter toolbar labels (the menus keep the full ones): the toolbar fits a 1280 px wide window."""
+        for act, text in ((self.act.open_folder, "Open Folder"), (self.act.prev, "Previous"), (self.act.next, "Next"),
+                          (self.act.predict, "Predict"), (self.act.next_region, "Next Region"),
+                          (self.act.retrain, "Retrain")):
+            act.setIconText(text)
+
+    def _mask_edited(self, _region: core.Region) -> None:
+        """An edit of a hidden mask: show the mask (the edit would otherwise show nothing) and say so."""
+        if not self.seg.mask_box.isChecked():
+            self.act.show_mask.setChecked(True)
+            self.show_message("The mask was hidden: it is shown again, so that you see your edit (M hides it)")
+
+    def showEvent(self, ev: QShowEvent) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(ev)
+        if not self._docks_placed:
+            self._docks_placed = True
+            QTimer.singleShot(0, self, lambda: window_geometry.default_docks(self))
 
     # --- prompts (tests replace ``ask``)
     def ask(self, title: str, text: str, buttons: QMessageBox.StandardButton,

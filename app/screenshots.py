@@ -1,11 +1,14 @@
-"""Make the README screenshots: ``python -m app.screenshots [--model CKPT] [--out DIR]``.
+"""Make the README screenshots: ``python -m app.screenshots [--model CKPT] [--out DIR] [--size WxH]``.
 
 Opens the demo project offscreen with the demo model (or ``--model``), and saves
 ``overlay.png`` (the segmentation), ``pyramid.png`` (the pyramid inspector with levels switched
 off), ``heads.png`` (main versus auxiliary head) and ``correct.png`` (painting corrections in a
-project made from demo images, after a retrain: its curves and before/after agreement).
+project made from demo images, after a retrain: its curves and before/after agreement), all at
+``--size`` (default 1600x1000), and ``small.png``: the same window after the retrain on a
+1280x720 screen (``SMALL``), as a first start lays it out there.
 ``main.py gui --screenshot`` makes single shots; this one also switches levels off, paints and
-retrains, which the command line does not.
+retrains, which the command line does not. Every shot is the same on every machine (offscreen,
+fixed sizes, the demo's fixed scenes and model).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 SHOTS = {"overlay": ("scene_0010.png", 0), "pyramid": ("scene_0000.png", 1), "heads": ("scene_0007.png", 2)}
+SMALL = (1280, 720)  # small.png: a small laptop screen
 
 
 def wait_for_signal(signal, timeout_s: float = 600) -> tuple:
@@ -58,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="checkpoint (default: the demo model)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "resources" / "screenshots"))
     ap.add_argument("--levels-off", default="1,2,3", help="pyramid levels switched off in pyramid.png (comma list)")
-    ap.add_argument("--shots", default="overlay,pyramid,heads,correct", help="which shots (comma list)")
+    ap.add_argument("--shots", default="overlay,pyramid,heads,correct,small", help="which shots (comma list)")
+    ap.add_argument("--size", default="1600x1000", help="the window's size, WxH (small.png is always 1280x720)")
     args = ap.parse_args(argv)
+    from app.launch import parse_size
+
+    try:
+        size = parse_size(args.size) or SMALL
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -74,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     w = MainWindow(restore=False)
-    w.resize(1600, 1000)
+    w.resize(*size)
     w.show()
     c = w.controller
     launcher = DemoLauncher(c, bundled=Path(model))
@@ -106,9 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
-    if "correct" in wanted:
+    if wanted & {"correct", "small"}:
         path = out / "correct.png"
-        if not correct_shot(w, launcher.project_dir, path):
+        if not correct_shot(w, launcher.project_dir, path if "correct" in wanted else None):
+            print(f"error: could not write {path}", file=sys.stderr)
+            return 1
+        if "correct" in wanted:
+            print(f"saved {path}")
+    if "small" in wanted:
+        path = out / "small.png"
+        if not small_shot(w, path):
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
@@ -149,8 +168,23 @@ def drag(w, pixels) -> None:
     _mouse(vp, "release", pts[-1])
 
 
-def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
-    """Paint corrections in a project made from demo images, retrain, save the window."""
+def small_shot(w, path: Path) -> bool:
+    """The window as it is, on a 1280x720 screen: resized, its docks shared as on a first start there."""
+    from app import window_geometry
+
+    w.resize(*SMALL)
+    _settle(w.controller, ms=100)
+    window_geometry.default_docks(w)
+    _settle(w.controller)
+    need = w.minimumSizeHint()
+    if need.width() > SMALL[0] or need.height() > SMALL[1]:
+        print(f"warning: the window needs {need.width()}x{need.height()} pixels", file=sys.stderr)
+    return w.save_screenshot(path)
+
+
+def correct_shot(w, demo_root: Path, path: Path | None, steps: int = 40) -> bool:
+    """Paint corrections in a project made from demo images, retrain, save the window (unless
+    ``path`` is None)."""
     import shutil
 
     import core
@@ -203,7 +237,7 @@ def correct_shot(w, demo_root: Path, path: Path, steps: int = 40) -> bool:
     wait_for_signal(w.retrainer.comparisonReady)
     _settle(c)
     w.seg.set_opacity(0.35)
-    return w.save_screenshot(path)
+    return path is None or w.save_screenshot(path)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 ORG = "PSPNet Studio"
 APP = "PSPNet Studio"
@@ -42,6 +42,14 @@ class Settings:
 
     def set(self, key: str, value: Any) -> None:
         self.q.setValue(key, value)
+
+    # --- the main window's geometry (app/window_geometry.py places the window with it) ---
+    def window_geometry(self) -> QByteArray | None:
+        geo = self.q.value("window/geometry")
+        return geo if isinstance(geo, QByteArray) and not geo.isEmpty() else None
+
+    def set_window_geometry(self, geometry: QByteArray) -> None:
+        self.q.setValue("window/geometry", geometry)
 
     # --- recent files: "recent/images", "recent/models", "recent/projects" ---
     def recent(self, kind: str) -> list[str]:

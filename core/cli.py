@@ -39,6 +39,9 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", help="project folder to open (default: the built-in demo)")
     p.add_argument("--view", choices=["overlay", "pyramid", "heads"], default="overlay")
     p.add_argument("--screenshot", metavar="OUT.png", help="save the window once the prediction is shown, then exit")
+    p.add_argument("--size", metavar="WxH|screen", default=None,
+                   help="the window's size with --screenshot (default 1600x1000); 'screen': as it opens the first "
+                        "time on this screen (maximised on a small one)")
 
 
 @command("gui", "open the window (the default when no subcommand is given)", _gui_args)

@@ -48,6 +48,16 @@ class RetrainOptions:
                 "aux_weight": float(self.aux_weight)}
 
 
+def labels_phrase(images: int, demo: int) -> str:
+    """The masks a retrain learns from, by where they came from: ``demo`` of the ``images`` still hold
+    the built-in demo's own labels (core.demo_labels), the others were corrected by the user."""
+    if demo <= 0:
+        return f"{images} corrected image(s)"
+    if demo >= images:
+        return f"the demo's own labels of {images} image(s) (you have corrected none of them yet)"
+    return f"{images} labelled image(s): {images - demo} corrected by you, {demo} with the demo's own labels"
+
+
 class _Refused(core.StudioError):
     """A retrain that could not start (its text is the whole message)."""
 
@@ -61,6 +71,7 @@ class Retrainer(QObject):
     failed = Signal(str)
     historyChanged = Signal()
     comparisonReady = Signal(object)  # list[core.Agreement]
+    restored = Signal(object)  # core.CheckpointEntry: the project's current model again (being loaded)
 
     def __init__(self, controller: "Controller", editor: MaskEditor, parent: QObject | None = None):
         super().__init__(parent or controller)
@@ -182,6 +193,28 @@ class Retrainer(QObject):
         chain.start()
         return chain
 
+    # ---- what the masks are ------------------------------------------------------------------------
+    def demo_labelled(self) -> set[str]:
+        """The project's masks that are still the built-in demo's own labels (none in a user's project)."""
+        return core.demo_labels(self.project.root) if self.project is not None else set()
+
+    def training_labels(self) -> str:
+        """What a retrain of the open project learns from, for the status line."""
+        demo = self.demo_labelled()
+        if not demo or self.project is None:
+            return "the corrections"
+        masks = [n for n in self.project.names() if self.project.mask_path(n).is_file()]
+        return labels_phrase(len(masks), len(demo & set(masks)))
+
+    def comparison_text(self, rows: list[core.Agreement]) -> str:
+        """core.agreement_text, saying so when the masks compared are the demo's own labels."""
+        demo = self.demo_labelled() & {r.name for r in rows}
+        if not demo:
+            return core.agreement_text(rows)
+        before, after, n = core.agreement_summary(rows)
+        return (f"Agreement with the masks: {100 * before:.1f} % -> {100 * after:.1f} % "
+                f"({100 * (after - before):+.1f} points) over {labels_phrase(n, len(demo))}")
+
     # ---- the model history -------------------------------------------------------------------
     def history(self) -> list[core.CheckpointEntry]:
         return self.project.checkpoints() if self.project is not None else []
@@ -203,6 +236,7 @@ class Retrainer(QObject):
 
         def restored(entry: core.CheckpointEntry) -> None:
             self.historyChanged.emit()
+            self.restored.emit(entry)
             self.controller.open_model(entry.path)
 
         task.succeeded.connect(restored)

@@ -38,6 +38,9 @@ class HeadsView(QWidget):
         self.diff_metrics = QLabel("")
         for lab in (self.main_metrics, self.aux_metrics, self.diff_metrics):
             lab.setStyleSheet("color: #3c4043;")
+        for lab in (self.main_title, self.aux_title, self.diff_title, self.main_metrics, self.aux_metrics,
+                    self.diff_metrics):
+            lab.setWordWrap(True)  # long texts wrap: they must not widen the window
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
         for col, (title, canvas, metrics) in enumerate(((self.main_title, self.main, self.main_metrics),

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QFrame, QGridLayout, QGroupBox, QHBoxL
 from app import colormaps
 from app.views.canvas import ImageCanvas
 from app.widgets.array_view import ArrayView
+from app.widgets.flow_bar import FlowBar
 import core
 
 SUMMARIES = {"pca": "PCA to RGB", "mean": "Mean |activation|", "channel": "One channel"}
@@ -110,13 +111,11 @@ class PyramidView(QWidget):
         self.branch_channel.changed.connect(lambda _: self._channel_moved())
         all_on = QPushButton("All levels on")
         all_on.clicked.connect(self.allOnRequested)
-        controls = QHBoxLayout()
-        controls.setContentsMargins(6, 4, 6, 4)
-        controls.addWidget(QLabel("Show"))
-        controls.addWidget(self.summary_box)
-        controls.addWidget(self.pooled_channel, 1)
-        controls.addWidget(self.branch_channel, 1)
-        controls.addWidget(all_on)
+        controls = FlowBar()  # wraps onto a second line on a narrow view instead of widening the window
+        controls.add_group(QLabel("Show"), self.summary_box)
+        controls.add_group(self.pooled_channel)
+        controls.add_group(self.branch_channel)
+        controls.add_group(all_on)
 
         self.levels_row = QHBoxLayout()
         self.levels_row.setContentsMargins(6, 0, 6, 0)
@@ -137,6 +136,8 @@ class PyramidView(QWidget):
         self.result_label = QLabel("Prediction with the levels shown")
         self.changed_label = QLabel("Changed pixels")
         self.changed_label.setObjectName("changedLabel")
+        for label in (self.result_label, self.changed_label):
+            label.setWordWrap(True)  # long texts wrap: they must not widen the window
         bottom = QGridLayout()
         bottom.setContentsMargins(6, 0, 6, 0)
         bottom.addWidget(self.result_label, 0, 0)
@@ -156,7 +157,7 @@ class PyramidView(QWidget):
         scroll.setMinimumHeight(200)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(controls)
+        lay.addWidget(controls)
         lay.addWidget(split, 1)
 
     # --- inputs ---

@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from app import colormaps
 from app.views.mask_layer import MaskLayer
 from app.views.canvas import ImageCanvas
+from app.widgets.color_bar import ColorBar
+from app.widgets.flow_bar import FlowBar
 import core
 
 MODES = {"labels": "Labels", "confidence": "Confidence", "entropy": "Entropy", "class": "Class probability"}
@@ -56,7 +57,8 @@ class SegmentationView(QWidget):
         self.mode_box.currentIndexChanged.connect(lambda _: self.set_mode(self.mode_box.currentData()))
         self.class_box = QComboBox()
         self.class_box.setToolTip("The class whose probability is shown")
-        self.class_box.setMinimumContentsLength(14)
+        self.class_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.class_box.setMinimumContentsLength(12)  # long class names elide, not widen the window
         self.class_box.currentIndexChanged.connect(self._class_picked)
         self.show_box = QCheckBox("Overlay")
         self.show_box.setChecked(True)
@@ -65,7 +67,7 @@ class SegmentationView(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
-        self.opacity.setFixedWidth(140)
+        self.opacity.setFixedWidth(140)  # in a group of its own: the row wraps, it does not widen
         self.opacity.setToolTip("Overlay opacity (Ctrl+[ and Ctrl+])")
         self.opacity.valueChanged.connect(lambda v: self.canvas.set_overlay_opacity(v / 100))
         self.canvas.set_overlay_opacity(0.6)
@@ -82,34 +84,27 @@ class SegmentationView(QWidget):
         self.mask_opacity.setToolTip("Mask opacity")
         self.mask_opacity.valueChanged.connect(lambda v: self.mask_layer.setOpacity(v / 100))
         self.mask_layer.setOpacity(0.8)
-        self.range_label = QLabel("")
-        self.range_label.setStyleSheet("color: #5f6368;")
+        self.color_bar = ColorBar()  # what the heat map's colours mean
         fit = QToolButton()
         fit.setText("Fit")
         fit.setToolTip("Fit the image to the view (Ctrl+0)")
         fit.clicked.connect(self.canvas.fit)
 
-        bar = QHBoxLayout()
-        bar.setContentsMargins(6, 4, 6, 4)
-        bar.addWidget(QLabel("Show"))
-        bar.addWidget(self.mode_box)
-        bar.addWidget(self.class_box)
-        bar.addSpacing(12)
-        bar.addWidget(self.show_box)
-        bar.addWidget(QLabel("Opacity"))
-        bar.addWidget(self.opacity)
-        bar.addSpacing(12)
-        bar.addWidget(self.mask_box)
-        bar.addWidget(self.mask_opacity)
-        bar.addWidget(self.range_label)
-        bar.addStretch(1)
-        bar.addWidget(fit)
+        # groups that wrap onto a second line when the view is narrow (a small screen)
+        bar = FlowBar()
+        bar.add_group(QLabel("Show"), self.mode_box)
+        self._heat_group = bar.add_group(self.class_box, self.color_bar)  # not in the Labels mode
+        bar.add_group(self.show_box, QLabel("Opacity"), self.opacity)
+        bar.add_group(self.mask_box, self.mask_opacity)
+        bar.add_group(fit)
+        self.bar = bar
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
-        lay.addLayout(bar)
+        lay.addWidget(bar)
         lay.addWidget(self.canvas, 1)
         self.class_box.setVisible(False)
+        self._heat_group.setVisible(False)
 
     # --- inputs ---
     def set_image(self, rgb: np.ndarray | None) -> None:
@@ -224,10 +219,16 @@ class SegmentationView(QWidget):
     def refresh(self) -> None:
         index = self.overlay_index()
         self.canvas.set_overlay(index, self.lut() if index is not None else None)
-        ranges = {"labels": "", "confidence": "0 ... 1 (max probability)",
-                  "entropy": f"0 ... {math.log(max(2, self.outcome.prediction.num_classes)):.2f} nats"
-                  if self.outcome is not None else "", "class": "0 ... 1"}
-        self.range_label.setText(ranges[self.mode])
+        if self.mode == "labels":
+            self.color_bar.set_map(None)
+        else:
+            n = self.outcome.prediction.num_classes if self.outcome is not None else 2
+            high, tip = {"confidence": ("1", "Confidence: the probability of the predicted class, 0 ... 1"),
+                         "entropy": (f"{math.log(max(2, n)):.2f}", f"Entropy of the class probabilities: "
+                                     f"0 ... ln({n}) = {math.log(max(2, n)):.2f} nats (most uncertain)"),
+                         "class": ("1", "The probability of the chosen class, 0 ... 1")}[self.mode]
+            self.color_bar.set_map(self._heat, "0", high, tip)
+        self._heat_group.setVisible(self.mode != "labels")
 
 
 def _default_classes(outcome: core.Outcome | None) -> core.ClassTable:

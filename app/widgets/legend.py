@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QTableWidget, QTableWidgetItem,
+                               QToolButton, QVBoxLayout, QWidget)
+from superqt import QElidingLabel
 
 import core
 
+MIN_ROWS = 5  # class rows the table always has room for
 
 class _ShareItem(QTableWidgetItem):
     """Sorts by the numeric share, not the text."""
@@ -42,31 +44,47 @@ class LegendWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSortingEnabled(True)
+        rows = self.table.verticalHeader()
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 8)  # compact rows: more classes in view
+        rows.setMinimumSectionSize(self.table.fontMetrics().height() + 4)
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_ROWS * rows.defaultSectionSize() + 2 * self.table.frameWidth())
         self.table.itemChanged.connect(self._item_changed)
         self.table.cellDoubleClicked.connect(self._double_clicked)
         self.present_only = QCheckBox("Present only")
         self.present_only.setToolTip("List only the classes found in the image")
         self.present_only.toggled.connect(self._filter)
-        show_all = QPushButton("All")
+        show_all = QToolButton()
+        show_all.setText("All")
         show_all.setToolTip("Show every class")
         show_all.clicked.connect(lambda: self.set_all_visible(True))
-        hide_all = QPushButton("None")
+        hide_all = QToolButton()
+        hide_all.setText("None")
         hide_all.setToolTip("Hide every class")
         hide_all.clicked.connect(lambda: self.set_all_visible(False))
-        self.title = QLabel("")
+        self.title = QElidingLabel("")  # elides in a narrow dock (the full text is its tool tip)
         self.title.setStyleSheet("color: #5f6368;")
-        top = QHBoxLayout()
+        top = QHBoxLayout()  # one line above the table: the table gets the height
         top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.title, 1)
         top.addWidget(self.present_only)
-        top.addStretch(1)
         top.addWidget(show_all)
         top.addWidget(hide_all)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.title)
+        lay.setSpacing(2)
         lay.addLayout(top)
         lay.addWidget(self.table, 1)
         self._updating = False
+
+    def height_for_rows(self, rows: int) -> int:
+        """The panel's height that shows ``rows`` class rows whole (for the docks' default layout)."""
+        lay = self.layout()
+        m = lay.contentsMargins()
+        top = lay.itemAt(0).sizeHint().height()
+        header = self.table.horizontalHeader().sizeHint().height()
+        table = header + rows * self.table.verticalHeader().defaultSectionSize()
+        return m.top() + m.bottom() + top + lay.spacing() + table + 2 * self.table.frameWidth() + 2
 
     # --- inputs ---
     def set_classes(self, classes: core.ClassTable) -> None:
@@ -90,6 +108,7 @@ class LegendWidget(QWidget):
         self._updating = False
         table = f" ({classes.name})" if classes.name else ""
         self.title.setText(f"{len(classes)} classes{table}")
+        self.title.setToolTip(f"{len(classes)} classes{table}")
         self._filter()
 
     def set_shares(self, shares: np.ndarray | None) -> None:

@@ -1,5 +1,9 @@
 """The retrain dock: options, progress with ETA, live curves (main and aux loss, learning rate,
-validation mIoU), the before/after agreement per corrected image, and the model history."""
+validation mIoU), the before/after agreement per corrected image, and the model history.
+
+It fits a small screen: the whole panel scrolls when the dock is short, and when the dock is too
+short for the curves and the tables one above the other, the curves become the first tab beside
+the tables (``stacked`` says which layout is shown)."""
 
 from __future__ import annotations
 
@@ -7,18 +11,26 @@ import math
 from typing import Sequence
 
 import pyqtgraph as pg
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+from PySide6.QtGui import QAction, QFont, QFontMetricsF, QResizeEvent
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QFrame, QGridLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QPushButton, QScrollArea, QSpinBox, QTableWidget,
                                QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 import core
 from app.controllers.retrainer import RetrainOptions
+from app.widgets.fit_progress import FitProgressBar
 
 
 REDRAW_MS = 0  # records that arrive in one pass of the event loop are drawn together (measured: a longer
 # interval did not shorten the GUI thread's stalls in tests/benchmarks/retrain_stall.py)
+CURVES_MIN = 200  # pixels: three plots of about 50 px each, tick labels apart, and the step axis
+CURVES_MIN_COMPACT = 195  # ... when they share a tab with the tables (a small screen): about 50 px each
+TABLES_MIN = 150  # pixels: the tab bar, the summary, the header and three rows
+NARROW_TABLE = 380  # below this width the before/after table leaves out its Pixels column (each row's tip has it)
+AXIS_WIDTH = 54  # the plots' left axes (label and ticks) have one width: the x-linked plots line up
 
 
 def _eta(seconds: float) -> str:
@@ -26,6 +38,47 @@ def _eta(seconds: float) -> str:
         return "?"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+class SparseAxis(pg.AxisItem):
+    """A left axis whose labels stay apart on a short plot: pyqtgraph always labels its major ticks,
+    about log(height) of them, and they overlap below some 80 px. The major spacing is widened
+    (1, 2, 5 x 10^k) until the labels are ``GAP`` text heights apart, or, where that would leave
+    fewer than two labels, just apart (``MIN_GAP``)."""
+
+    GAP, MIN_GAP = 1.5, 1.15
+
+    def __init__(self, orientation: str = "left", **kw):
+        super().__init__(orientation, **kw)
+        self.setStyle(maxTextLevel=0)
+
+    @staticmethod
+    def _nice_above(value: float) -> float:
+        exp = math.floor(math.log10(value))
+        for m in (1, 2, 5, 10):
+            if m * 10 ** exp >= value * (1 - 1e-9):
+                return m * 10 ** exp
+        return 10 ** (exp + 1)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float):  # noqa: N802 N803 (pyqtgraph names)
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = maxVal - minVal
+        if not levels or span <= 0 or size <= 0:
+            return levels
+        font = self.style.get("tickFont") or QFont()
+        text = QFontMetricsF(font).height() * span / size  # a label's height, in data units
+
+        def labels(step: float) -> int:  # labels that fit whole between the ends (pyqtgraph drops the others)
+            lo, hi = minVal + 0.5 * text, maxVal - 0.5 * text
+            return max(0, int(math.floor(hi / step) - math.ceil(lo / step)) + 1)
+
+        steps = [self._nice_above(self.MIN_GAP * text)]
+        while steps[-1] < span:
+            steps.append(self._nice_above(steps[-1] * 1.01))
+        spacing = next((st for st in steps if st >= self.GAP * text and labels(st) >= 2),
+                       next((st for st in steps if labels(st) >= 2), self._nice_above(self.GAP * text)))
+        # only this level is labelled (maxTextLevel 0); finer levels draw their ticks and grid lines
+        return [(spacing, 0)] + [lv for lv in levels if lv[0] < spacing][:1]
 
 
 class _NumberItem(QTableWidgetItem):
@@ -39,6 +92,23 @@ class _NumberItem(QTableWidgetItem):
     def __lt__(self, other: QTableWidgetItem) -> bool:
         a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
         return (a if a is not None else -math.inf) < (b if b is not None else -math.inf)
+
+
+class _Body(QWidget):
+    """The panel's contents in its scroll area: as tall as the view, or as its minimum needs at this
+    width (QScrollArea asks ``heightForWidth``, which would otherwise be the preferred height)."""
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        lay = self.layout()
+        return lay.totalMinimumHeightForWidth(width) if lay is not None else super().heightForWidth(width)
+
+
+class _Tabs(QTabWidget):
+    """Tabs that ask for their minimum height only (a wrapped label's preferred height would hold the
+    scrolling body taller than the dock)."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt name)
+        return False
 
 
 class RetrainPanel(QWidget):
@@ -97,7 +167,7 @@ class RetrainPanel(QWidget):
         if cancel_action is not None:
             self.cancel_btn.setDefaultAction(cancel_action)
         self.retrain_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.progress = QProgressBar()
+        self.progress = FitProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("idle")
@@ -109,26 +179,42 @@ class RetrainPanel(QWidget):
         run.addWidget(self.cancel_btn)
         run.addWidget(self.progress, 1)
 
-        # --- curves
+        # --- curves: one above the other, x-linked, the step axis below the last one only
         self.plots = pg.GraphicsLayoutWidget()
-        self.plots.setMinimumHeight(220)
-        self.loss_plot = self.plots.addPlot(row=0, col=0, title="loss")
-        self.loss_plot.addLegend(offset=(-5, 5))
+        self.plots.setMinimumHeight(CURVES_MIN)
+        self.plots.ci.setContentsMargins(2, 2, 6, 2)
+        self.plots.ci.setSpacing(2)
+        self.loss_plot = self.plots.addPlot(row=0, col=0, axisItems={"left": SparseAxis("left")})
+        self.loss_plot.addLegend(offset=(-5, 2), labelTextSize="8pt", verSpacing=-6, brush=pg.mkBrush(0, 0, 0, 170))
         self.main_curve = self.loss_plot.plot(pen=pg.mkPen("#1a73e8", width=2), name="main")
         self.aux_curve = self.loss_plot.plot(pen=pg.mkPen("#e8710a", width=2), name="aux")
-        self.lr_plot = self.plots.addPlot(row=1, col=0, title="learning rate")
+        self.lr_plot = self.plots.addPlot(row=1, col=0, axisItems={"left": SparseAxis("left")})
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#9334e6", width=2))
-        self.val_plot = self.plots.addPlot(row=2, col=0, title="validation mIoU (fixed split)")
+        self.val_plot = self.plots.addPlot(row=2, col=0, axisItems={"left": SparseAxis("left")})
         self.val_curve = self.val_plot.plot(pen=pg.mkPen("#188038", width=2), symbol="o", symbolSize=6,
                                             symbolBrush="#188038")
-        self.val_plot.setYRange(0, 1)
+        self.val_plot.setYRange(0, 1, padding=0.2)  # room for the labels 0 and 1
+        self.loss_plot.getViewBox().setDefaultPadding(0.12)  # room for the labels at the ends
         for p in (self.lr_plot, self.val_plot):
             p.setXLink(self.loss_plot)
-        for p in (self.loss_plot, self.lr_plot, self.val_plot):
+        for p, name, tip in ((self.loss_plot, "loss", "training loss of the main and the auxiliary head"),
+                             (self.lr_plot, "LR", "learning rate of the backbone (poly decay)"),
+                             (self.val_plot, "val mIoU", "mIoU on the project's fixed validation split")):
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setMouseEnabled(x=False, y=False)
             p.hideButtons()
-        self.val_plot.setLabel("bottom", "step")
+            p.setLabel("left", name)
+            p.getAxis("left").setWidth(AXIS_WIDTH)
+            p.getAxis("left").enableAutoSIPrefix(False)  # "0.005", not "5" and "(x0.001)" in the label
+            p.getAxis("left").setToolTip(tip)
+            if p is not self.val_plot:  # the x-linked plots above share the last one's step axis
+                p.getAxis("bottom").setStyle(showValues=False)
+                p.getAxis("bottom").setHeight(4)
+        self.val_plot.getAxis("bottom").setToolTip("optimizer step")
+        self.curves_page = QWidget()  # the curves, above the tables or in a tab of their own
+        cv = QVBoxLayout(self.curves_page)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.addWidget(self.plots)
         self.series: dict[str, list[float]] = {}
         self._pending: core.TrainProgress | None = None  # the newest record not drawn yet
         self._last_step: core.TrainProgress | None = None  # the newest step (not validation) record
@@ -142,13 +228,15 @@ class RetrainPanel(QWidget):
         self.compare_label = QLabel("After a retrain: how much better each corrected image is predicted")
         self.compare_label.setWordWrap(True)
         self.compare = QTableWidget(0, 5)
-        self.compare.setHorizontalHeaderLabels(["Image", "Labelled px", "Before", "After", "Change"])
+        self.compare.setHorizontalHeaderLabels(["Image", "Pixels", "Before", "After", "Change"])
+        self.compare.horizontalHeaderItem(1).setToolTip("Labelled pixels of the image")
+        self.compare.horizontalHeaderItem(4).setToolTip("Change in points (percent of the labelled pixels)")
         self._table_style(self.compare)
         self.compare.cellDoubleClicked.connect(
             lambda r, _c: self.imageRequested.emit(self.compare.item(r, 0).text()))
         self.history = QTableWidget(0, 5)
         self.history.setHorizontalHeaderLabels(["Model", "Time", "Val mIoU", "Steps", "Note"])
-        self._table_style(self.history)
+        self._table_style(self.history, stretch=4)
         self.history.setSortingEnabled(False)
         self.restore_btn = QPushButton("Restore selected model")
         self.restore_btn.setToolTip("Make the selected model of the history the current one and use it")
@@ -164,26 +252,106 @@ class RetrainPanel(QWidget):
         hl.setContentsMargins(0, 0, 0, 0)
         hl.addWidget(self.history, 1)
         hl.addWidget(self.restore_btn)
-        self.tabs = QTabWidget()
+        self.tabs = _Tabs()
+        self.tabs.setDocumentMode(True)
         self.tabs.addTab(compare_page, "Before / after")
         self.tabs.addTab(history_page, "Model history")
+        self.compare_page = compare_page
+        self.tabs.setMinimumHeight(TABLES_MIN)
 
+        self.body = _Body()
+        self.body_layout = QVBoxLayout(self.body)
+        self.body_layout.setContentsMargins(4, 4, 4, 4)
+        self.body_layout.addLayout(form)
+        self.body_layout.addLayout(run)
+        self.body_layout.addWidget(self.status)
+        self.body_layout.addWidget(self.curves_page, 3)
+        self.body_layout.addWidget(self.tabs, 2)
+        self.stacked = True
+        self.scroll = QScrollArea()  # a dock shorter than the panel scrolls it
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.body)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.addLayout(form)
-        lay.addLayout(run)
-        lay.addWidget(self.status)
-        lay.addWidget(self.plots, 3)
-        lay.addWidget(self.tabs, 2)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.scroll)
+        self._top = (form, run)
+        # what the status line speaks of: the model the last retrain made, a model restored since
+        self.result_entry: core.CheckpointEntry | None = None
+        self.result_text = ""
+        self.restored_entry: core.CheckpointEntry | None = None
+        self._comparison_text = ""
+        self.running = False
+
+    # ---- layout: curves above the tables, or beside them in a tab -----------------------------------------
+    def stacked_height(self) -> int:
+        """The height from which the curves and the tables are shown one above the other."""
+        lay = self.body_layout
+        width = max(100, self.width())
+        top = 0
+        for i in range(3):  # the options, the run row, the status line
+            item = lay.itemAt(i)
+            top += item.minimumHeightForWidth(width) if item.hasHeightForWidth() else item.minimumSize().height()
+        m = lay.contentsMargins()
+        return m.top() + m.bottom() + top + 4 * lay.spacing() + CURVES_MIN + TABLES_MIN
+
+    def set_stacked(self, stacked: bool) -> None:
+        if stacked == self.stacked:
+            return
+        self.stacked = stacked
+        current = self.tabs.currentWidget()
+        if stacked:
+            self.tabs.removeTab(self.tabs.indexOf(self.curves_page))
+            self.body_layout.insertWidget(3, self.curves_page, 3)
+            self.curves_page.show()
+            if current is self.curves_page:
+                self.tabs.setCurrentWidget(self.compare_page)
+        else:
+            self.body_layout.removeWidget(self.curves_page)
+            self.tabs.insertTab(0, self.curves_page, "Curves")
+            self.tabs.setCurrentWidget(self.curves_page if self.running or current is None else current)
+        self.plots.setMinimumHeight(CURVES_MIN if stacked else CURVES_MIN_COMPACT)
+        self.tabs.setMinimumHeight(TABLES_MIN)
+        QTimer.singleShot(0, self, self._refit)  # (not after the panel is gone)
+
+    def _refit(self) -> None:
+        """The body's minimum changed with the layout: let the scroll area size it to its view again
+        (it does not shrink a widget whose minimum got smaller by itself)."""
+        self.scroll.setWidgetResizable(True)
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(ev)
+        self.compare.setColumnHidden(1, ev.size().width() < NARROW_TABLE)
+        need = self.stacked_height()
+        h = ev.size().height()
+        if self.stacked and h < need:
+            self.set_stacked(False)
+        elif not self.stacked and h >= need + 16:  # a margin: no flicker at the threshold
+            self.set_stacked(True)
+
+    def show_results(self) -> None:
+        """Bring the before/after table forward (in the compact layout, where it shares the curves' tab)."""
+        self.tabs.setCurrentWidget(self.compare_page)
+
+    def show_curves(self) -> None:
+        if not self.stacked:
+            self.tabs.setCurrentWidget(self.curves_page)
 
     @staticmethod
-    def _table_style(t: QTableWidget) -> None:
+    def _table_style(t: QTableWidget, stretch: int = 0) -> None:
+        """Numbers sized to their contents, the ``stretch`` column (a name, a note) takes the rest and
+        elides: the numbers stay in view in a narrow dock."""
         t.verticalHeader().setVisible(False)
+        t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        t.horizontalHeader().setStretchLastSection(True)
+        t.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        header = t.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(36)
         t.setSortingEnabled(True)
 
     # ---- options --------------------------------------------------------------------------------
@@ -209,13 +377,15 @@ class RetrainPanel(QWidget):
         for c in (self.main_curve, self.aux_curve, self.lr_curve, self.val_curve):
             c.setData([], [])
 
-    def started(self, steps: int) -> None:
+    def started(self, steps: int, what: str = "the saved corrections") -> None:
         self.clear_curves()
+        self.running = True
         self.progress.setRange(0, steps)
         self.progress.setValue(0)
-        self.progress.setFormat("starting ...")
+        self.progress.set_texts("starting ...")
         self.status.setStyleSheet("color: #5f6368;")
-        self.status.setText("Retraining on the saved corrections ...")
+        self.status.setText(f"Retraining on {what} ...")
+        self.show_curves()
 
     def show_status(self, text: str) -> None:
         self.status.setText(text[:1].upper() + text[1:] + " ...")
@@ -249,12 +419,15 @@ class RetrainPanel(QWidget):
         if any(not math.isnan(v) for v in s["aux"]):
             self.aux_curve.setData(s["step"], s["aux"])
         self.lr_curve.setData(s["step"], s["lr"])
+        if s["lr"]:  # from 0 (where the poly decay ends), with room for the top label
+            self.lr_plot.setYRange(0, max(s["lr"]) * 1.15 or 1e-3, padding=0)
         self.val_curve.setData(s["val_step"], s["val"])
         step = self._last_step
         if step is not None:
             self.progress.setRange(0, step.steps)
             self.progress.setValue(step.step)
-            self.progress.setFormat(f"step %v/%m  ETA {_eta(step.eta_s)}")
+            eta = _eta(step.eta_s)
+            self.progress.set_texts(f"step %v/%m  ETA {eta}", f"%v/%m  ETA {eta}", f"%v/%m {eta}", "%v/%m", "%p%")
         if rec.val is not None:
             self.status.setText(f"Step {rec.step}: validation mIoU {rec.val.miou:.3f}")
             return
@@ -265,20 +438,72 @@ class RetrainPanel(QWidget):
     def finished(self, text: str, error: bool = False, short: str = "") -> None:
         """The run ended: ``text`` below the bar, ``short`` (done / cancelled / failed) in it."""
         self.flush()
+        self.running = False
         if self.progress.maximum() <= 1 or error:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
-        self.progress.setFormat(short or ("failed" if error else "done"))
-        self.status.setStyleSheet("color: #c5221f;" if error else "color: #188038;")
+        self.progress.set_texts(short or ("failed" if error else "done"))
+        self._say(text, "color: #c5221f;" if error else "color: #188038;")
+
+    def _say(self, text: str, style: str = "color: #5f6368;") -> None:
+        self.status.setStyleSheet(style)
         self.status.setText(text)
 
+    def trained(self, result: core.ProjectFinetune) -> str:
+        """A retrain made ``result`` (in use now): what the status line says, while the models are compared."""
+        m = result.metrics.get("val_miou")
+        val = f", validation mIoU {m:.3f}" if isinstance(m, (int, float)) else ""
+        name = f"Model {result.entry.id}" if result.entry is not None else "The new model"
+        self.result_entry, self.restored_entry = result.entry, None
+        self.result_text = f"{name} trained ({result.steps_done} steps, {result.seconds:.0f} s{val}) and in use"
+        return self.result_text + "; comparing with the previous model ..."
+
+    def restored(self, entry: core.CheckpointEntry) -> None:
+        """``entry`` of the history is the project's current model again (it is being loaded)."""
+        self.restored_entry = entry
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.set_texts("restored")
+        self._say(f"Model {entry.id} restored: loading it ...")
+        self._label_results()
+
+    def model_in_use(self, sources: list[Path]) -> None:
+        """The model in use changed (``sources``: its files): keep the status line true."""
+        if self.running:
+            return
+        path = Path(sources[0]).resolve() if sources else None
+        restored, result = self.restored_entry, self.result_entry
+        if restored is not None and path == Path(restored.path).resolve():
+            when = restored.time.replace("T", " ")[:16]
+            note = f": {restored.note}" if restored.note else ""
+            self._say(f"Model {restored.id} restored and in use (from {when}{note})", "color: #188038;")
+        elif result is not None and path == Path(result.path).resolve():
+            self._say(self.result_text, "color: #188038;")
+        elif restored is not None or result is not None:
+            name = path.name if path is not None else "no model"
+            self._say(f"In use now: {name}. Paint corrections, then Retrain (Ctrl+R)")
+        self._label_results()
+
+    def _label_results(self) -> None:
+        """The before/after table speaks of the last retrain: say so once another model is in use."""
+        text = self._comparison_text
+        if not text or self.result_entry is None:
+            return
+        if self.restored_entry is not None and self.restored_entry.id != self.result_entry.id:
+            text = f"From the retrain that made model {self.result_entry.id} (model {self.restored_entry.id} is " \
+                   f"in use now): {text[:1].lower() + text[1:]}"
+        self.compare_label.setText(text)
+
     # ---- results -------------------------------------------------------------------------------------
-    def set_comparison(self, rows: Sequence[core.Agreement]) -> None:
+    def set_comparison(self, rows: Sequence[core.Agreement], text: str | None = None) -> None:
+        """The before/after rows of the last retrain and their summary (``text``; core's when None)."""
         self.compare.setSortingEnabled(False)
         self.compare.setRowCount(len(rows))
         for r, a in enumerate(rows):
-            self.compare.setItem(r, 0, QTableWidgetItem(a.name))
-            self.compare.setItem(r, 1, _NumberItem(str(a.labelled), a.labelled))
+            name = QTableWidgetItem(a.name)
+            name.setToolTip(f"{a.name}: {a.labelled:,} labelled pixels; double-click to open it")
+            self.compare.setItem(r, 0, name)
+            self.compare.setItem(r, 1, _NumberItem(f"{a.labelled:,}", a.labelled))
             self.compare.setItem(r, 2, _NumberItem(f"{100 * a.before:.1f} %", a.before))
             self.compare.setItem(r, 3, _NumberItem(f"{100 * a.after:.1f} %", a.after))
             gain = _NumberItem(f"{100 * a.gain:+.1f}", a.gain)
@@ -287,15 +512,18 @@ class RetrainPanel(QWidget):
             self.compare.setItem(r, 4, gain)
         self.compare.setSortingEnabled(True)
         self.compare.sortItems(4, Qt.SortOrder.DescendingOrder)
-        self.compare_label.setText(core.agreement_text(list(rows)))
-        self.tabs.setCurrentIndex(0)
+        self._comparison_text = text if text is not None else core.agreement_text(list(rows))
+        self.compare_label.setText(self._comparison_text)
+        if self.result_text and self.restored_entry is None:
+            self._say(self.result_text, "color: #188038;")  # compared: no longer "comparing ..."
+        self.show_results()
 
     def set_history(self, entries: Sequence[core.CheckpointEntry], current: str | None) -> None:
         self.history.setRowCount(len(entries))
         for r, e in enumerate(reversed(list(entries))):  # newest first
             miou = e.metrics.get("val_miou", e.metrics.get("miou"))  # "miou": an older command-line record
             items = [QTableWidgetItem(e.id + ("  (in use)" if e.id == current else "")),
-                     QTableWidgetItem(e.time.replace("T", " ")[:19]),
+                     QTableWidgetItem(e.time.replace("T", " ")[:16]),
                      _NumberItem(f"{miou:.3f}" if isinstance(miou, (int, float)) else "-",
                                  miou if isinstance(miou, (int, float)) else None),
                      _NumberItem(str(e.metrics.get("steps", "-")), e.metrics.get("steps")),

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
 
 import core
 from app.tools.base import MAX_RADIUS, ToolSettings
+from app.widgets.flow_bar import FlowBar
 
 
 def _swatch(rgb: Sequence[int], size: int = 12) -> QIcon:
@@ -91,11 +92,10 @@ class ToolPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(grid)
         lay.addLayout(form)
-        checks = QHBoxLayout()
-        checks.addWidget(self.preserve_box)
-        checks.addWidget(self.fill_all_box)
-        checks.addStretch(1)
-        lay.addLayout(checks)
+        checks = FlowBar(margins=(0, 0, 0, 0))  # side by side, or one below the other in a narrow dock
+        checks.add_group(self.preserve_box)
+        checks.add_group(self.fill_all_box)
+        lay.addWidget(checks)
         lay.addLayout(edit_row)
         lay.addWidget(self.state)
         lay.addStretch(1)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generator
+
 import cv2
 import numpy as np
 
@@ -344,6 +346,20 @@ def write_demo_project(root: str | Path, *, n_train: int = 48, n_val: int = 16,
 
     Refuses a non-empty folder unless it is a demo project already (then it is regenerated and
     stale scenes of the earlier demo are removed)."""
+    steps = demo_project_steps(root, n_train=n_train, n_val=n_val, size=size, seed=seed)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def demo_project_steps(root: str | Path, *, n_train: int = 48, n_val: int = 16, size: tuple[int, int] = (128, 128),
+                       seed: int = 0) -> Generator[int, None, Path]:
+    """:func:`write_demo_project` one scene at a time: yields the number of scenes written so far.
+
+    The marker file is written first (a demo stopped half-way is a demo project, written again
+    next time) and again last: a mask newer than it was saved by someone else (:func:`demo_labels`)."""
     from core.data.io import write_mask
 
     root = Path(root)
@@ -357,6 +373,8 @@ def write_demo_project(root: str | Path, *, n_train: int = 48, n_val: int = 16,
     images, masks = root / "images", root / "masks"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(exist_ok=True)
+    info = {"generator": "core.data.synthetic", "seed": seed, "size": list(size), "n_train": n_train, "n_val": n_val}
+    atomic_write_text(root / DEMO_MARKER, json.dumps(info, indent=1) + "\n")
     stems = [_STEM.format(i) for i in range(n_train + n_val)]
     for i, stem in enumerate(stems):
         image, mask = generate_scene(scene_seed(seed, i), size)
@@ -365,6 +383,7 @@ def write_demo_project(root: str | Path, *, n_train: int = 48, n_val: int = 16,
             raise DatasetError(f"{images / stem}.png: OpenCV could not encode the image")
         atomic_write_bytes(images / f"{stem}.png", png.tobytes())
         write_mask(masks / f"{stem}.png", mask, SYNTHETIC_CLASSES)
+        yield i + 1
     keep = set(stems)
     for folder in (images, masks):  # scenes of an earlier, larger demo in this folder
         for p in folder.glob("scene_*.png"):
@@ -373,9 +392,28 @@ def write_demo_project(root: str | Path, *, n_train: int = 48, n_val: int = 16,
     SYNTHETIC_CLASSES.save(root / "classes.json")
     atomic_write_text(root / "train.txt", "".join(f"{s}\n" for s in stems[:n_train]))
     atomic_write_text(root / "val.txt", "".join(f"{s}\n" for s in stems[n_train:]))
-    info = {"generator": "core.data.synthetic", "seed": seed, "size": list(size), "n_train": n_train, "n_val": n_val}
-    atomic_write_text(root / DEMO_MARKER, json.dumps(info, indent=1) + "\n")
+    atomic_write_text(root / DEMO_MARKER, json.dumps(info, indent=1) + "\n")  # again: newer than every mask
     return root
 
 
-__all__ = ["SYNTHETIC_CLASSES", "CONTEXT_CLASSES", "generate_scene", "write_demo_project", "scene_seed"]
+def demo_labels(root: str | Path) -> set[str]:
+    """The masks of a demo project that still hold the demo's own labels (stems): written by
+    :func:`write_demo_project` and not saved since (not newer than its marker file, written after
+    them). Empty for a folder that is not a demo project."""
+    root = Path(root)
+    try:
+        written = (root / DEMO_MARKER).stat().st_mtime_ns
+    except OSError:
+        return set()
+    out = set()
+    for p in (root / "masks").glob("*.png"):
+        try:
+            if p.stat().st_mtime_ns <= written:
+                out.add(p.stem)
+        except OSError:
+            continue
+    return out
+
+
+__all__ = ["SYNTHETIC_CLASSES", "CONTEXT_CLASSES", "generate_scene", "write_demo_project", "demo_project_steps",
+           "demo_labels", "scene_seed"]

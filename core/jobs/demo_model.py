@@ -16,8 +16,8 @@ from typing import Generator
 from core.classes import ClassTable
 from core.config import ModelConfig
 from core.data.datasets import open_dataset
-from core.data.synthetic import write_demo_project
-from core.generators import Cancel, Progress
+from core.data.synthetic import demo_project_steps
+from core.generators import Cancel, Progress, check_cancel
 from core.jobs.models import as_loaded, copy_model
 from core.training import TrainConfig, TrainProgress, train
 from core.weights import LoadedModel, build_model, save_checkpoint
@@ -38,12 +38,21 @@ def demo_train_config(steps: int) -> TrainConfig:
 
 
 def ensure_demo_project(root: Path, *, cancel: Cancel = None) -> Generator[Progress, None, Path]:
-    """Write the demo project into ``root`` unless it is there already."""
-    yield Progress(fraction=0.0, message="writing the demo project")
+    """Write the demo project into ``root`` unless it is there already (then nothing is yielded):
+    one Progress per scene written. Cancelled half-way, it is written again next time."""
     root = Path(root)
-    if not ((root / "classes.json").is_file() and (root / "images").is_dir()):
-        write_demo_project(root, **DEMO_PROJECT_PARAMS)
-    return root
+    if (root / "classes.json").is_file() and (root / "images").is_dir():
+        return root
+    n = DEMO_PROJECT_PARAMS["n_train"] + DEMO_PROJECT_PARAMS["n_val"]
+    yield Progress(fraction=0.0, message=f"writing the demo project: {n} scenes with their labels")
+    steps = demo_project_steps(root, **DEMO_PROJECT_PARAMS)
+    while True:
+        check_cancel(cancel, "writing the demo project cancelled")
+        try:
+            done = next(steps)
+        except StopIteration:
+            return root
+        yield Progress(fraction=done / n, message=f"writing demo scene {done} of {n}")
 
 
 @dataclass(kw_only=True)
