@@ -242,7 +242,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.data.remap import ClassRemap as ClassRemap
     from core.data.augment import TrainAugment as TrainAugment
     from core.data.synthetic import (
-        write_demo_project as write_demo_project, generate_scene as generate_scene, demo_labels as demo_labels,
+        write_demo_project as write_demo_project, demo_labels as demo_labels, generate_scene as generate_scene,
         SYNTHETIC_CLASSES as SYNTHETIC_CLASSES)
     from core.metrics import ConfusionMatrix as ConfusionMatrix, SegMetrics as SegMetrics
     from core.inference import (
