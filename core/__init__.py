@@ -198,6 +198,14 @@ _EXPORTS: dict[str, str] = {
     "train_demo_model": "core.jobs.demo_model",
     "demo_model_config": "core.jobs.demo_model",
     "demo_train_config": "core.jobs.demo_model",
+    # class tables of projects and models: built-in tables, differences, a model rebuilt for a project's table
+    "builtin_class_tables": "core.jobs.class_tables",
+    "classes_differ": "core.jobs.class_tables",
+    "describe_difference": "core.jobs.class_tables",
+    "highest_mask_id": "core.jobs.class_tables",
+    "adapt_model": "core.jobs.class_tables",
+    "adapt_model_job": "core.jobs.class_tables",
+    "AdaptedModel": "core.jobs.class_tables",
 }
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_architecture.py keeps them equal)
@@ -301,6 +309,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         JournalStatus as JournalStatus)
     from core.project_lock import (
         LockHolder as LockHolder)
+    from core.jobs.class_tables import (
+        builtin_class_tables as builtin_class_tables, classes_differ as classes_differ,
+        describe_difference as describe_difference, highest_mask_id as highest_mask_id, adapt_model as adapt_model,
+        adapt_model_job as adapt_model_job, AdaptedModel as AdaptedModel)
 
 
 __all__ = sorted(_EXPORTS)
