@@ -149,6 +149,7 @@ _EXPORTS: dict[str, str] = {
     "list_folder": "core.jobs.images",
     "listing_of_image": "core.jobs.images",
     "is_image": "core.jobs.images",
+    "is_project_folder": "core.jobs.images",
     "image_file_filter": "core.jobs.images",
     "Predictors": "core.jobs.models",
     "load_model_job": "core.jobs.models",
@@ -309,6 +310,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         JournalStatus as JournalStatus)
     from core.project_lock import (
         LockHolder as LockHolder)
+    from core.jobs.images import (
+        is_project_folder as is_project_folder)
     from core.jobs.class_tables import (
         builtin_class_tables as builtin_class_tables, classes_differ as classes_differ,
         describe_difference as describe_difference, highest_mask_id as highest_mask_id, adapt_model as adapt_model,
