@@ -43,10 +43,10 @@ class ClassesNeeded:
     is_project: bool  # it has a project.json (an existing project whose table is lost or damaged)
     use_model: bool = True
     alternatives: list[Path] = field(default_factory=list)
+    damaged: bool = False  # the file is there but unreadable (else it is missing)
 
-    @property
-    def damaged(self) -> bool:
-        return self.error.path.exists()
+    def __post_init__(self) -> None:
+        self.damaged = self.error.path.exists()
 
 
 @dataclass
@@ -139,7 +139,7 @@ class ProjectOpening(QObject):
             return OpenResult("failed")
         finally:
             project.close()
-        what = f"the {title} class table ({len(table)} classes)" if title else f"a class table of {len(table)} classes"
+        what = f"{title} ({len(table)} classes)" if title else f"a class table of {len(table)} classes"
         if made:
             text = (f"{root} is a project now, with {what}: corrected masks go to its masks/ folder, models "
                     "to checkpoints/.")

@@ -43,7 +43,7 @@ def preview_names(table: core.ClassTable, n: int = 5) -> str:
 @dataclass
 class Choice:
     key: str  # "ade20k", "voc", "cityscapes", "model", "file", "new"
-    title: str  # what the notes call it ("ADE20K", "the model's", ...)
+    title: str  # what the notes call it: "the ADE20K class table", "the model's class table", ...
     table: core.ClassTable
 
 
@@ -205,12 +205,14 @@ class ClassTableDialog(QDialog):
         intro_label.setWordWrap(True)
         left = QVBoxLayout()
         for key, title_, table in core.builtin_class_tables():
-            self._option(key, f"{title_} ({len(table)} classes)", title_, table, preview_names(table))
+            self._option(key, f"{title_} ({len(table)} classes)", f"the {title_} class table", table,
+                         preview_names(table))
         if model_classes is not None:
-            self._option("model", f"The current model's ({len(model_classes)} classes)", "the model's", model_classes,
-                         preview_names(model_classes))
+            self._option("model", f"The current model's ({len(model_classes)} classes)", "the model's class table",
+                         model_classes, preview_names(model_classes))
         self._option("file", "From a file...", "", None, "a project's classes.json, or a table in that format")
-        self._option("new", "A new list, edited here", "a new", None, "names and colours of your own")
+        self._option("new", "A new list, edited here", "a class table of your own", None,
+                     "names and colours of your own")
         self.file_row = QWidget()
         fr = QHBoxLayout(self.file_row)
         fr.setContentsMargins(22, 0, 0, 0)
@@ -356,7 +358,7 @@ class ClassTableDialog(QDialog):
             return
         title = self.tables.get(key, ("", None))[0]
         if key == "file":
-            title = f"{Path(self.file_edit.text()).name}'s"
+            title = f"the class table of {Path(self.file_edit.text()).name}"
         self.choice = Choice(key, title, table)
         self.accept()
 
