@@ -66,7 +66,7 @@ class ProjectUi(QObject):
 
     def _update_demo_note(self) -> None:
         text = demo_model_note(self.controller)
-        if not text or self._demo_dismissed is self.controller.loaded:
+        if not text or self._demo_dismissed is self.controller.loaded or self.guard.conflict:  # one note at a time
             self.notices.hide_notice(DEMO)
             return
         current = self.notices.notice(DEMO)
@@ -83,8 +83,10 @@ class ProjectUi(QObject):
             self.notices.hide_notice(CLASSES)
             ed = self.w.editor
             self.w.canvas_tools.set_mask(ed.mask, ed.reason)
+            self._update_demo_note()
             return
         self.notices.hide_notice(ADAPTED)
+        self.notices.hide_notice(DEMO)  # this note offers the zoo too
         self.notices.show_notice(CLASSES, text, [("Adapt this model to the project's classes", self.adapt_model),
                                                  ("Get a pretrained model...", self.get_model_dialog),
                                                  ("Open model...", self.w.open_model_dialog)], "warning",

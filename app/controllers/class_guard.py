@@ -36,11 +36,13 @@ def _table(table: core.ClassTable) -> str:
 
 def conflict_text(model: core.ClassTable, project: core.ClassTable) -> str:
     """Why painting is off, in words (what the user sees above the image)."""
-    return (f"Painting is off: the model in use predicts {_table(model)}: {_names(model)}; this project's masks "
-            f"use its own {_table(project)}: {_names(project)}. The ids would mean other classes "
-            f"({core.describe_difference(model, project)}). Use a model with the project's classes, or adapt this "
-            "one to them (its classifier is rebuilt: the classes it knows by name keep their training) and "
-            "retrain it on your corrections.")
+    grown = len(model) < len(project) and tuple(project.names[: len(model)]) == tuple(model.names)
+    what = (f"{core.describe_difference(model, project)}" if grown
+            else "the same ids mean other classes")
+    return (f"Painting is off: the model in use predicts {_table(model)} ({_names(model, 4)}), this project's masks "
+            f"use its own {_table(project)} ({_names(project, 4)}): {what}. Use a model of "
+            "the project's classes, or adapt this one (its classifier is rebuilt; the classes it knows by name keep "
+            "their training) and retrain it on your corrections.")
 
 
 class ClassGuard(QObject):
@@ -85,7 +87,7 @@ def demo_model_note(controller: "Controller") -> str:
     if folder is not None and ((folder.root / "synthetic.json").is_file()
                                or (folder.classes is not None and folder.classes.name == DEMO_TABLE)):
         return ""
-    return (f"The demo model only knows the demo's synthetic scenes: its {len(loaded.classes)} classes are "
-            f"{', '.join(loaded.classes.names)}. On a photo like {shown.path.name} its labels mean little: get a "
-            "model trained on real photos (ADE20K: 150 classes of indoor and outdoor scenes; Cityscapes: streets; "
-            "PASCAL VOC: 20 objects).")
+    return (f"The demo model only knows the demo's synthetic scenes ({len(loaded.classes)} classes: "
+            f"{', '.join(loaded.classes.names)}): on a photo like {shown.path.name} its labels mean little. For photos, "
+            "get a model trained on real ones: ADE20K (150 classes of indoor and outdoor scenes), Cityscapes "
+            "(streets), PASCAL VOC (20 kinds of object).")

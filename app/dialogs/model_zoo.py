@@ -34,6 +34,12 @@ SHOW = {"segmentation": "Segmentation models", "backbone": "ImageNet backbones (
 ERROR_STYLE = "color: #c5221f;"
 
 
+def shown_path(p: Path | str) -> str:
+    """A path as the dialog shows it: ~ for the home folder."""
+    text, home = str(p), str(Path.home())
+    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + "/") else text
+
+
 def short_title(e: core.ZooEntry) -> str:
     return e.title.split(",")[0]
 
@@ -90,13 +96,13 @@ def details_html(e: core.ZooEntry, cached: list[Path] | None, targets: Sequence[
         where = (f"<a href='{esc(f.url)}'>{esc(f.url)}</a>" if f.url
                  else f"on the page, the file <b>{esc(f.path_on_page or f.file_name)}</b>")
         check = f", SHA-256 {esc(f.checksum)}..." if f.checksum else ""
-        files.append(f"<li>{esc(f.role)}: {where}{check}<br>goes to {esc(str(t))}</li>")
+        files.append(f"<li>{esc(f.role)}: {where}{check}<br>goes to {esc(shown_path(t))}</li>")
     rows.append(f"<p><b>Files:</b></p><ul>{''.join(files)}</ul>")
     if not e.downloadable and e.how_to_get:
         rows.append(f"<p><b>By hand:</b> {esc(e.how_to_get)}. Then choose the file here with "
                     "<i>Choose downloaded file...</i>: it is checked and copied into the cache.</p>")
     if cached:
-        rows.append(f"<p><b>In the cache:</b> {esc(', '.join(str(p) for p in cached))}</p>")
+        rows.append(f"<p><b>In the cache:</b> {esc(', '.join(shown_path(p) for p in cached))}</p>")
     return "".join(rows)
 
 
@@ -120,7 +126,7 @@ class ModelZooDialog(QDialog):
         self.last_error = ""
 
         intro = QLabel("Pretrained PSPNets from their authors, CSAIL and mmsegmentation, trained on real photos. "
-                       f"Downloads go to {core.model_cache_dir(fetcher.cache)}.")
+                       f"Downloads go to {shown_path(core.model_cache_dir(fetcher.cache))}.")
         intro.setWordWrap(True)
         intro.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.show_box = QComboBox()

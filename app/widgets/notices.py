@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSizePolicy, QToolButton,
+from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSizePolicy, QToolButton,
                                QVBoxLayout, QWidget)
 
 STYLES = {
@@ -41,16 +41,23 @@ class Notice(QFrame):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.label.setMinimumWidth(200)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 4, 4)
-        lay.addWidget(self.label, 1)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 4, 4, 4)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(2)
+        grid.addWidget(self.label, 0, 0)
         self.buttons: dict[str, QPushButton] = {}
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
         for title, slot in actions:
             b = QPushButton(title)
             b.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
             b.clicked.connect(lambda _=False, s=slot: s())
-            lay.addWidget(b, 0, Qt.AlignmentFlag.AlignVCenter)
+            row.addWidget(b)
             self.buttons[title] = b
+        row.addStretch(1)
+        if actions:
+            grid.addLayout(row, 1, 0)  # under the text: the text keeps the width
         self.close_button: QToolButton | None = None
         if closable:
             x = QToolButton()
@@ -58,7 +65,7 @@ class Notice(QFrame):
             x.setToolTip("Close this note")
             x.setAutoRaise(True)
             x.clicked.connect(self._close)
-            lay.addWidget(x, 0, Qt.AlignmentFlag.AlignTop)
+            grid.addWidget(x, 0, 1, Qt.AlignmentFlag.AlignTop)
             self.close_button = x
 
     @property
