@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
 import core
-from app.controllers.class_guard import demo_model_note
+from app.controllers.class_guard import demo_model_note, is_demo_model
 from app.controllers.model_fetch import ModelFetcher
 from app.controllers.project_opening import ClassesNeeded, InUseProblem
 from app.dialogs.class_table import Choice, ClassTableDialog, EditClassesDialog
@@ -187,7 +187,8 @@ class ProjectUi(QObject):
         loaded = self.controller.loaded
         dlg = ClassTableDialog(self.w, title="New project: its classes",
                                model_classes=loaded.classes if loaded is not None else None,
-                               start_dir=self.w._start_dir("folders"))
+                               start_dir=self.w._start_dir("folders"),
+                               default="ade20k" if is_demo_model(loaded) else None)  # photos: not the demo's classes
         dlg.exec()
         return dlg.choice
 

@@ -213,6 +213,9 @@ class ProjectOpening(QObject):
         if project is None or c.loaded is None:
             self.error.emit("Open a project and a model first: the model is adapted to the project's classes")
             return None
+        if not core.classes_differ(c.loaded.classes, project.classes):
+            self.message.emit(f"The model already predicts the project's {len(project.classes)} classes")
+            return None
         if c.retrainer.running:
             self.error.emit("Wait for the retrain to finish (or cancel it) before adapting the model")
             return None

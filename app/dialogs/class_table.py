@@ -188,7 +188,7 @@ class ClassTableDialog(QDialog):
     def __init__(self, parent: QWidget | None = None, *, title: str = "Classes of the project", intro: str = "",
                  model_classes: core.ClassTable | None = None, allow_plain: bool = False,
                  mask_ids: Callable[[Callable[[int], None]], None] | None = None,
-                 start_dir: str = ""):
+                 start_dir: str = "", default: str | None = None):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.choice: Choice | None = None
@@ -264,7 +264,8 @@ class ClassTableDialog(QDialog):
         lay.addWidget(self.status)
         lay.addWidget(self.buttons)
         self.group.buttonToggled.connect(lambda *_: self._update())
-        first = "model" if model_classes is not None else next(iter(self.options))
+        first = default if default in self.options else ("model" if model_classes is not None
+                                                          else next(iter(self.options)))
         self.options[first].setChecked(True)
         self.resize(820, 540)
         if mask_ids is not None:

@@ -60,6 +60,10 @@ def test_the_chooser_offers_every_kind_of_table(qtbot, tmp_path):
     qtbot.mouseClick(dlg.ok, LEFT)
     assert dlg.result() and dlg.choice.key == "new"
     assert dlg.choice.table.names == ("background", "person", "kite") and dlg.choice.table.colors[2] == (1, 2, 3)
+    # for photos, New Project starts from a real table rather than the demo model's
+    other = ClassTableDialog(model_classes=core.SYNTHETIC_CLASSES, default="ade20k")
+    qtbot.addWidget(other)
+    assert other.selected == "ade20k" and other.choice is None
 
 
 def test_the_chooser_refuses_a_table_too_small_for_the_masks(qtbot):

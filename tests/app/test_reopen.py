@@ -67,17 +67,20 @@ def test_retrain_restore_close_reopen_uses_the_restored_version(qtbot, tiny_ckpt
     w3 = build_window(argparse.Namespace(model=None, project=str(corrected), image=None, view=None, screenshot=None))
     qtbot.addWidget(w3)
     w3.ask = lambda *a: B.Discard
-    qtbot.waitUntil(lambda: w3.controller.loaded is not None, timeout=30000)
+    c3 = w3.controller
+    qtbot.waitUntil(lambda: c3.loaded is not None and c3.outcome is not None and not c3.inference.busy, timeout=30000)
     qtbot.wait(200)  # nothing else (the demo model) is loaded after it
-    assert not w3.controller.inference.busy and w3.controller.loaded.sources == [first.path]
+    assert not c3.inference.busy and c3.loaded.sources == [first.path]
     close(w3)
     # with --model, that model wins
     w4 = build_window(argparse.Namespace(model=[str(tiny_ckpt)], project=str(corrected), image=None, view=None,
                                          screenshot=None))
     qtbot.addWidget(w4)
     w4.ask = lambda *a: B.Discard
-    qtbot.waitUntil(lambda: w4.controller.loaded is not None and not w4.controller.inference.busy, timeout=30000)
-    assert w4.controller.loaded.sources == [tiny_ckpt]
+    c4 = w4.controller
+    qtbot.waitUntil(lambda: c4.loaded is not None and c4.outcome is not None and not c4.inference.busy, timeout=30000)
+    qtbot.wait(200)
+    assert not c4.inference.busy and c4.loaded.sources == [tiny_ckpt]
     close(w4)
 
 
@@ -119,7 +122,7 @@ def test_the_demo_opens_with_its_historys_model_and_offers_the_bundled_one(qtbot
     launcher = w.set_demo(demo.DemoLauncher(w.controller, bundled=tiny_ckpt))
     launcher.start()
     c = w.controller
-    qtbot.waitUntil(lambda: c.loaded is not None and c.outcome is not None, timeout=60000)
+    qtbot.waitUntil(lambda: c.loaded is not None and c.outcome is not None and not c.inference.busy, timeout=60000)
     qtbot.wait(200)
     assert not c.inference.busy and c.loaded.sources == [entry.path]  # not the bundled model
     close(w)
