@@ -145,8 +145,8 @@ def _demo_model_only(window, opened=None) -> None:
         return  # the history's model (or the question about it, or the class table, or an error) comes first
     folder = window.controller.folder
     if opened is None and folder is not None and folder.project is not None \
-            and window.controller.opening.load_in_use(folder.project, [ckpt] if ckpt is not None else []):
-        return  # an image of a project: that project's model
+            and window.controller.opening.auto_root == folder.root:
+        return  # an image of a project: that project's model (taken up as the image opened)
     if ckpt is not None:
         window.controller.open_model(ckpt)
     else:

@@ -93,6 +93,24 @@ class ProjectOpening(QObject):
         self.controller = controller
         self.adapt_task: Chain | None = None
         self.last_problem: InUseProblem | None = None
+        self._opening = 0  # inside open(): the folder's model is handled there
+        self.auto_root: Path | None = None  # the project whose model was taken up as one of its images opened
+        controller.folderChanged.connect(self._folder_changed)
+
+    def _open_folder(self, root: Path) -> ImageFolder | None:
+        self._opening += 1
+        self.auto_root = None
+        try:
+            return self.controller.open_folder(root)
+        finally:
+            self._opening -= 1
+
+    def _folder_changed(self, folder: ImageFolder) -> None:
+        """A project opened another way (an image of it opened, dropped, from the recent list):
+        its model too."""
+        if self._opening or folder.project is None:
+            return
+        self.auto_root = folder.root if self.load_in_use(folder.project) else None
 
     # ------------------------------------------------------------------------------------------
     # opening
@@ -108,7 +126,7 @@ class ProjectOpening(QObject):
                 return OpenResult("classes")
             except core.StudioError:
                 pass  # the controller reports it as it opens the folder
-        folder = self.controller.open_folder(root)
+        folder = self._open_folder(root)
         if folder is None:
             return OpenResult("failed")
         if folder.project is None:
@@ -133,7 +151,7 @@ class ProjectOpening(QObject):
             made = not project.has_project_file
             if made:
                 project.save()  # project.json: from now on it is a project
-            folder = self.controller.open_folder(root)  # the same open project (counted)
+            folder = self._open_folder(root)  # the same open project (counted)
         except core.StudioError as exc:
             self.error.emit(f"Could not make {root} a project: {exc}")
             return OpenResult("failed")
@@ -155,7 +173,7 @@ class ProjectOpening(QObject):
         """Open the images of ``request``'s folder as plain images (no project: nothing written)."""
         images = request.root / "images"
         target = images if images.is_dir() else request.root
-        folder = self.controller.open_folder(target)
+        folder = self._open_folder(target)
         if folder is None:
             return OpenResult("failed")
         self.opened.emit("images", f"{target} opened as plain images: {request.root} is not opened as a project "

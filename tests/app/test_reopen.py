@@ -148,6 +148,28 @@ def test_the_demo_opens_with_its_historys_model_and_offers_the_bundled_one(qtbot
     close(w)
 
 
+def test_opening_an_image_of_a_project_uses_its_model_too(qtbot, tiny_ckpt, corrected):
+    p = core.Project.open(corrected)
+    entry = p.add_checkpoint(tiny_ckpt, note="in use")
+    p.close()
+    w = new_window(qtbot)
+    w.open_image(corrected / "images" / "scene_0002.png")  # File > Open Image, a drop, a recent image
+    c = w.controller
+    qtbot.waitUntil(lambda: c.loaded is not None and c.outcome is not None, timeout=30000)
+    assert c.folder.project is not None and c.loaded.sources == [entry.path]
+    close(w)
+    # gui --image IMAGE (no --model): the same, and not the demo model after it
+    w = build_window(argparse.Namespace(model=None, project=None, image=str(corrected / "images" / "scene_0001.png"),
+                                        view=None, screenshot=None))
+    qtbot.addWidget(w)
+    w.ask = lambda *a: B.Discard
+    c = w.controller
+    qtbot.waitUntil(lambda: c.loaded is not None and c.outcome is not None and not c.inference.busy, timeout=30000)
+    qtbot.wait(200)
+    assert not c.inference.busy and c.loaded.sources == [entry.path]
+    close(w)
+
+
 def test_the_model_in_use_dialog_lists_the_history(qtbot, tiny_ckpt, corrected):
     from app.controllers.project_opening import InUseProblem
     from app.dialogs.model_in_use import ModelInUseDialog
