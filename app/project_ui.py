@@ -111,7 +111,7 @@ class ProjectUi(QObject):
 
     # ------------------------------------------------------------------------------------------
     # the model zoo
-    def get_model_dialog(self) -> ModelZooDialog:
+    def get_model_dialog(self) -> ModelZooDialog | None:
         """Model > Get a Pretrained Model... (modeless; one at a time)."""
         if self.fetcher is None:
             self.fetcher = ModelFetcher(self)
@@ -121,8 +121,12 @@ class ProjectUi(QObject):
             return self.zoo_dialog
         folder = self.controller.folder
         project_classes = folder.project.classes if folder is not None and folder.project is not None else None
-        dlg = ModelZooDialog(self.w.open_model, self.fetcher, self.w, project_classes=project_classes,
-                             start_dir=str(Path.home()))
+        try:
+            dlg = ModelZooDialog(self.w.open_model, self.fetcher, self.w, project_classes=project_classes,
+                                 start_dir=str(Path.home()))
+        except core.StudioError as exc:  # the zoo table itself is unreadable
+            self.w.show_error(str(exc))
+            return None
         dlg.modelInUse.connect(lambda paths: self.w.show_message(
             f"{' + '.join(Path(p).name for p in paths)} is the model in use (from the model zoo)"))
         self.zoo_dialog = dlg
