@@ -37,6 +37,13 @@ class Actions:
         self.new_project = a("&New Project...", w.new_project_dialog, "Ctrl+N",
                              "Make a project (images/, masks/, model history) of the open folder's images or "
                              "of chosen images, with the model's classes, to correct masks in")
+        self.edit_classes = a("Project &Classes...", lambda: w.project_ui.edit_classes_dialog(), None,
+                              "Rename, recolour or add classes of the open project (every mask keeps its ids)")
+        self.get_model = a("&Get a Pretrained Model...", lambda: w.project_ui.get_model_dialog(), "Ctrl+Shift+M",
+                           "Download a PSPNet trained on real photos (ADE20K, Cityscapes, VOC) and use it")
+        self.adapt_model = a("&Adapt Model to the Project's Classes", lambda: w.project_ui.adapt_model(), None,
+                             "Rebuild the model's classifier for the project's class table (classes it knows by "
+                             "name keep their training), then retrain it on your corrections")
         self.screenshot = a("Save &Screenshot...", w.save_screenshot_dialog, "Ctrl+Shift+S",
                             "Save the window as a PNG image")
         self.quit = a("&Quit", w.close, QKeySequence.StandardKey.Quit, "Quit PSPNet Studio")
@@ -149,7 +156,7 @@ class Actions:
     def build_menus(self, mb: QMenuBar) -> None:
         w = self.w
         m = mb.addMenu("&File")
-        m.addActions([self.open_image, self.open_folder, self.open_model, self.new_project])
+        m.addActions([self.open_image, self.open_folder, self.open_model, self.new_project, self.edit_classes])
         w.recent_menus = {}
         for kind, title in (("images", "Recent &Images"), ("folders", "Recent F&olders"), ("models", "Recent Mo&dels")):
             sub = m.addMenu(title)
@@ -192,6 +199,8 @@ class Actions:
 
         m = mb.addMenu("&Model")
         m.addAction(self.open_model)
+        m.addAction(self.get_model)
+        m.addAction(self.adapt_model)
         w.device_menu = m.addMenu("&Device")
         w.device_menu.addActions(self.devices)
         m.addAction(self.all_levels)

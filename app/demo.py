@@ -1,7 +1,8 @@
 """The built-in demo (the app's first run): synthetic context scenes and a small model.
 
 The demo project is written on first use (``core.ensure_demo_project``) into the app's data
-folder (``PSPNET_STUDIO_HOME`` overrides it). The model is the checkpoint shipped in
+folder (``PSPNET_STUDIO_HOME`` overrides it). The model is the one the demo project's history
+has in use (after a retrain or a restore), else the checkpoint shipped in
 ``resources/demo/model.safetensors``; without it, one is trained in the background on the
 demo project (``core.train_demo_model``: progress in the status bar, snapshots shown as it
 learns), saved into the data folder and used from then on. The window stays usable throughout.
@@ -84,10 +85,13 @@ class DemoLauncher(QObject):
         task.done.connect(self.prepared)
 
     def _project_ready(self, root: Path, with_model: bool) -> None:
-        self.controller.open_folder(root)
-        if not with_model:
-            return
+        """The demo project is open: the model its history has in use (a retrain, a restore) is
+        loaded; without one, the demo model (``with_model``). When the history's model cannot be
+        loaded, the window offers the others, the demo model among them."""
         ckpt = find_demo_checkpoint(self.bundled)
+        opened = self.controller.opening.open(root, alternatives=[ckpt] if ckpt is not None else [])
+        if not with_model or opened.model or opened.state == "failed":
+            return
         if ckpt is not None:
             self.controller.open_model(ckpt)
         else:

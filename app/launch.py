@@ -77,6 +77,8 @@ class Screenshot:
         self.timer.setSingleShot(True)
         self.timer.timeout.connect(self._timeout)
         self.timer.start(int(timeout_s * 1000))
+        if window.last_error:  # reported while the window was being built (a folder that did not open ...)
+            QTimer.singleShot(0, lambda: self._error(window.last_error))
 
     def _ready(self) -> bool:
         c = self.window.controller
@@ -133,6 +135,7 @@ def build_window(args: argparse.Namespace):
     from app.main_window import VIEWS, MainWindow
 
     window = MainWindow(restore=not getattr(args, "screenshot", None))
+    window.interactive = not getattr(args, "screenshot", None)  # a screenshot asks nothing: problems are errors
     models = getattr(args, "model", None)
     image = getattr(args, "image", None)
     project = getattr(args, "project", None)
@@ -149,22 +152,29 @@ def build_window(args: argparse.Namespace):
         window.tabs.setCurrentIndex(VIEWS.index(view))
     if models:
         window.open_model(models)
+    opened = None
     if project:
-        window.open_folder(project)
+        opened = window.open_folder(project, use_model=not models)  # --model wins over the project's history
     if image:
         window.open_image(image)
     if not project and not image:
         window.open_demo(with_model=not models)
     elif not models:
-        _demo_model_only(window)
+        _demo_model_only(window, opened)
     return window
 
 
-def _demo_model_only(window) -> None:
-    """An image or project without --model: predict it with the demo model."""
+def _demo_model_only(window, opened=None) -> None:
+    """An image or project without --model: the model the project's history has in use, else the demo model."""
     from app.demo import find_demo_checkpoint
 
     ckpt = find_demo_checkpoint()
+    if opened is not None and (opened.model or opened.state in ("classes", "failed")):
+        return  # the history's model (or the question about it, or the class table, or an error) comes first
+    folder = window.controller.folder
+    if opened is None and folder is not None and folder.project is not None \
+            and window.controller.opening.auto_root == folder.root:
+        return  # an image of a project: that project's model (taken up as the image opened)
     if ckpt is not None:
         window.controller.open_model(ckpt)
     else:

@@ -22,6 +22,7 @@ from app.controllers.controller import Controller, ShownImage
 from app.demo import DemoLauncher
 from app.image_folder import ImageFolder
 from app import window_geometry
+from app.project_ui import ProjectUi
 from app.settings import Settings
 from app.tools.base import ToolSettings
 from app.tools.interaction import CanvasTools
@@ -108,6 +109,8 @@ class MainWindow(QMainWindow):
         self.startup_progress = StartupProgress(self.tabs)  # the first start: the demo project being written
         self.shortcuts_dialog: ShortcutsDialog | None = None
         self._docks_placed = False  # the docks' default shares, once, when no saved layout set them
+        self.interactive = True  # False: never ask (the screenshot mode); problems are errors
+        self.project_ui = ProjectUi(self)  # notes, the model zoo, class tables, the model a project has in use
         self.resize(1400, 900)
         self.persist = restore  # a window that did not restore the layout (screenshots) does not save it
         self.device_label.setText(core.device_name(self.controller.device))
@@ -264,13 +267,14 @@ class MainWindow(QMainWindow):
         self.settings.add_recent("images", str(Path(path).resolve()))
         self.controller.open_image(path)
 
-    def open_folder(self, path: str | Path) -> None:
-        self.controller.open_folder(path)
+    def open_folder(self, path: str | Path, use_model: bool = True):
+        """A folder or project (its class table chosen when missing; the model its history has in use)."""
+        return self.controller.opening.open(path, use_model=use_model)
 
-    def open_model(self, paths: Sequence[str | Path] | str | Path) -> None:
+    def open_model(self, paths: Sequence[str | Path] | str | Path):
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         self.settings.add_recent("models", "\n".join(str(Path(p).resolve()) for p in paths))
-        self.controller.open_model(paths)
+        return self.controller.open_model(paths)
 
     def set_demo(self, demo: DemoLauncher) -> DemoLauncher:
         """Use ``demo`` for the built-in demo: its training shows in the status bar."""
@@ -319,22 +323,7 @@ class MainWindow(QMainWindow):
             self.open_model(paths)
 
     def new_project_dialog(self) -> None:
-        classes = self.controller.current_classes()
-        if classes is None:
-            self.show_error("Open a model first: a new project takes the model's class table")
-            return
-        folder = self.controller.folder
-        images = [e.path for e in folder.entries] if folder is not None and not folder.is_project else []
-        if not images:
-            paths, _ = QFileDialog.getOpenFileNames(self, "Images for the new project", self._start_dir("images"),
-                                                    core.image_file_filter())
-            images = [Path(p) for p in paths]
-            if not images:
-                return
-        root = QFileDialog.getExistingDirectory(self, f"New project of {len(images)} images: an empty folder",
-                                                self._start_dir("folders"))
-        if root:
-            self.editor.create_project(root, classes, images)
+        self.project_ui.new_project_dialog()  # the class table, the images, the folder
 
     def save_screenshot(self, path: str | Path) -> bool:
         return self.grab().save(str(path), "PNG")
@@ -678,5 +667,6 @@ class MainWindow(QMainWindow):
             self.save_settings()
         self.show_message("Stopping background work ...")
         QApplication.processEvents()
+        self.project_ui.shutdown()
         self.controller.shutdown()
         super().closeEvent(ev)

@@ -2,10 +2,13 @@
 
 Opens the demo project offscreen with the demo model (or ``--model``), and saves
 ``overlay.png`` (the segmentation), ``pyramid.png`` (the pyramid inspector with levels switched
-off), ``heads.png`` (main versus auxiliary head) and ``correct.png`` (painting corrections in a
-project made from demo images, after a retrain: its curves and before/after agreement), all at
-``--size`` (default 1600x1000), and ``small.png``: the same window after the retrain on a
-1280x720 screen (``SMALL``), as a first start lays it out there.
+off), ``heads.png`` (main versus auxiliary head), ``correct.png`` (painting corrections in a
+project made from demo images, after a retrain: its curves and before/after agreement),
+``zoo.png`` (Model > Get a Pretrained Model...) and ``classes.png`` (New Project's class-table
+chooser, a list of one's own being edited), all at ``--size`` (default 1600x1000), and
+``small.png``: the same window after the retrain on a 1280x720 screen (``SMALL``), as a first
+start lays it out there; with ``--photo PHOTO`` also ``demo-note.png`` (the demo model on that
+photo, with the note on what it knows).
 ``main.py gui --screenshot`` makes single shots; this one also switches levels off, paints and
 retrains, which the command line does not. Every shot is the same on every machine (offscreen,
 fixed sizes, the demo's fixed scenes and model).
@@ -62,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="checkpoint (default: the demo model)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "resources" / "screenshots"))
     ap.add_argument("--levels-off", default="1,2,3", help="pyramid levels switched off in pyramid.png (comma list)")
-    ap.add_argument("--shots", default="overlay,pyramid,heads,correct,small", help="which shots (comma list)")
+    ap.add_argument("--shots", default="overlay,pyramid,heads,correct,small,zoo,classes", help="which shots (comma list)")
     ap.add_argument("--size", default="1600x1000", help="the window's size, WxH (small.png is always 1280x720)")
+    ap.add_argument("--photo", help="a photo (not a demo scene) for demo-note.png: the demo model's note on it")
     args = ap.parse_args(argv)
     from app.launch import parse_size
 
@@ -128,6 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     if "small" in wanted:
         path = out / "small.png"
         if not small_shot(w, path):
+            print(f"error: could not write {path}", file=sys.stderr)
+            return 1
+        print(f"saved {path}")
+    for name, shoot in (("zoo", zoo_shot), ("classes", classes_shot)):
+        if name in wanted:
+            path = out / f"{name}.png"
+            if not shoot(w, path):
+                print(f"error: could not write {path}", file=sys.stderr)
+                return 1
+            print(f"saved {path}")
+    if args.photo:
+        path = out / "demo-note.png"
+        if not demo_note_shot(w, Path(args.photo), Path(model), path):
             print(f"error: could not write {path}", file=sys.stderr)
             return 1
         print(f"saved {path}")
@@ -238,6 +255,54 @@ def correct_shot(w, demo_root: Path, path: Path | None, steps: int = 40) -> bool
     _settle(c)
     w.seg.set_opacity(0.35)
     return path is None or w.save_screenshot(path)
+
+
+def _dialog_shot(dlg, path: Path) -> bool:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    dlg.show()
+    loop = QEventLoop()
+    QTimer.singleShot(400, loop.quit)
+    loop.exec()
+    ok = dlg.grab().save(str(path), "PNG")
+    dlg.reject()
+    return ok
+
+
+def zoo_shot(w, path: Path, selected: str = "mmseg-pspnet-r50-d8-ade20k") -> bool:
+    """Model > Get a Pretrained Model...: the zoo, one entry's details (nothing is downloaded)."""
+    dlg = w.project_ui.get_model_dialog()
+    dlg.tree.setCurrentItem(dlg.item_of(selected))
+    return _dialog_shot(dlg, path)
+
+
+def classes_shot(w, path: Path) -> bool:
+    """New Project's class-table chooser, a list of one's own being edited."""
+    from app.dialogs.class_table import ClassTableDialog
+
+    loaded = w.controller.loaded
+    dlg = ClassTableDialog(w, title="New project: its classes", model_classes=loaded.classes if loaded else None)
+    dlg.select("new")
+    names = ["background", "person", "dog", "cat", "bicycle", "kite"]
+    dlg.editor.set_table(None)
+    for n in names:
+        dlg.editor.add_class(n)
+    dlg.editor.grid.selectRow(len(names) - 1)
+    return _dialog_shot(dlg, path)
+
+
+def demo_note_shot(w, photo: Path, model: Path, path: Path) -> bool:
+    """The demo model on a photo it was not made for: the note above the views, offering the zoo."""
+    c = w.controller
+    if c.loaded is None or c.loaded.sources != [model]:
+        w.open_model(model)
+        wait_for_signal(c.modelChanged)
+    w.tabs.setCurrentIndex(0)
+    w.seg.set_opacity(0.6)
+    c.open_image(photo)
+    wait_for_signal(c.outcomeReady)
+    _settle(c)
+    return w.save_screenshot(path)
 
 
 if __name__ == "__main__":

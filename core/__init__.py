@@ -159,6 +159,7 @@ _EXPORTS: dict[str, str] = {
     "list_folder": "core.jobs.images",
     "listing_of_image": "core.jobs.images",
     "is_image": "core.jobs.images",
+    "is_project_folder": "core.jobs.images",
     "image_file_filter": "core.jobs.images",
     "Predictors": "core.jobs.models",
     "load_model_job": "core.jobs.models",
@@ -208,6 +209,14 @@ _EXPORTS: dict[str, str] = {
     "train_demo_model": "core.jobs.demo_model",
     "demo_model_config": "core.jobs.demo_model",
     "demo_train_config": "core.jobs.demo_model",
+    # class tables of projects and models: built-in tables, differences, a model rebuilt for a project's table
+    "builtin_class_tables": "core.jobs.class_tables",
+    "classes_differ": "core.jobs.class_tables",
+    "describe_difference": "core.jobs.class_tables",
+    "highest_mask_id": "core.jobs.class_tables",
+    "adapt_model": "core.jobs.class_tables",
+    "adapt_model_job": "core.jobs.class_tables",
+    "AdaptedModel": "core.jobs.class_tables",
 }
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_architecture.py keeps them equal)
@@ -280,7 +289,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.jobs.images import (
         ImageData as ImageData, read_image_and_mask as read_image_and_mask, ListedImage as ListedImage,
         FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
-        is_image as is_image, image_file_filter as image_file_filter)
+        is_image as is_image, is_project_folder as is_project_folder, image_file_filter as image_file_filter)
     from core.jobs.models import (
         Predictors as Predictors, load_model_job as load_model_job, place_model_job as place_model_job,
         copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
@@ -310,6 +319,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         DemoProgress as DemoProgress, DEMO_PROJECT_PARAMS as DEMO_PROJECT_PARAMS,
         ensure_demo_project as ensure_demo_project, train_demo_model as train_demo_model,
         demo_model_config as demo_model_config, demo_train_config as demo_train_config)
+    from core.jobs.class_tables import (
+        builtin_class_tables as builtin_class_tables, classes_differ as classes_differ,
+        describe_difference as describe_difference, highest_mask_id as highest_mask_id,
+        adapt_model as adapt_model, adapt_model_job as adapt_model_job, AdaptedModel as AdaptedModel)
 
 
 __all__ = sorted(_EXPORTS)

@@ -313,6 +313,33 @@ class Project:
             log.warning("%s: damaged; kept as %s and replaced by the class table chosen", cfile, kept)
         self.classes.save(cfile)
 
+    @property
+    def classes_path(self) -> Path:
+        return self.root / str(self._meta["classes"])
+
+    def update_classes(self, table: ClassTable) -> ClassTable:
+        """Change the class table without invalidating any mask: every class keeps its id (its
+        name and colour may change), new classes are appended after the existing ones. Written
+        atomically; the open masks accept the new ids at once. A table with fewer classes raises
+        :class:`ClassTableError` (their ids are in the masks) and changes nothing; a full disk
+        raises WriteError with the old table kept, on disk and here."""
+        self._writable("change the class table")
+        path = self.classes_path
+        old = self.classes
+        if not isinstance(table, ClassTable):
+            raise TypeError(f"a ClassTable is needed, not {type(table).__name__}")
+        if len(table) < len(old):
+            raise ClassTableError(f"{path}: the new class table has {len(table)} classes and the project "
+                                  f"{len(old)}: classes cannot be removed, their ids are in the masks (rename them "
+                                  "instead); nothing was changed", path, "classes")
+        with self._lock:
+            table.save(path)  # atomic: a failure leaves the old file
+            self.classes = table
+            for mask, _journal in self._open_masks.values():
+                mask.num_classes = len(table)
+            self._unreadable.clear()  # masks refused for ids outside the old table are read again
+        return table
+
     @staticmethod
     def _new_meta(name: str, settings: dict[str, Any] | None) -> dict[str, Any]:
         return {"format": FORMAT, "version": FORMAT_VERSION, "name": name, "classes": CLASSES_FILE,

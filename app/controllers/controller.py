@@ -24,8 +24,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 import core
+from app.controllers.class_guard import ClassGuard
 from app.controllers.mask_editing import MaskEditor, MaskRequest
 from app.controllers.models import ModelInUse
+from app.controllers.project_opening import ProjectOpening
 from app.controllers.ranker import Ranker
 from app.controllers.retrainer import Retrainer
 from app.image_folder import ImageEntry, ImageFolder
@@ -105,6 +107,8 @@ class Controller(QObject):
         self.editor = MaskEditor(self)
         self.retrainer = Retrainer(self, self.editor)
         self.ranker = Ranker(self, self.editor)
+        self.class_guard = ClassGuard(self, self.editor)  # painting waits while the model's classes are not the project's
+        self.opening = ProjectOpening(self)  # folders as projects: their class table, the model their history has in use
 
     # ------------------------------------------------------------------------------------------
     # state
@@ -200,6 +204,10 @@ class Controller(QObject):
     def _set_classes(self, classes: core.ClassTable) -> None:
         self.classes = classes
         self.classesChanged.emit(classes)
+
+    def use_classes(self, classes: core.ClassTable) -> None:
+        """Show ``classes`` (the project's table, changed while no model is in use)."""
+        self._set_classes(classes)
 
     # ------------------------------------------------------------------------------------------
     # folders and images

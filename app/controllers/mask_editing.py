@@ -86,6 +86,7 @@ class MaskEditor(QObject):
         self._was_dirty = False
         self.recovery_handler: Callable[[list[str]], bool] | None = None  # True: recover; default recover
         self.last_recovered: list[str] = []
+        self.class_conflict = ""  # set by the ClassGuard: the model's classes are not the project's (no accepting)
         self.autosave = QTimer(self)
         self.autosave.setSingleShot(True)
         self.autosave.setInterval(AUTOSAVE_MS)
@@ -118,6 +119,8 @@ class MaskEditor(QObject):
     def prediction(self) -> np.ndarray | None:
         """The labels of the prediction shown for the current image (for "accept")."""
         outcome = self.controller.outcome
+        if self.class_conflict:
+            return None  # the model's ids are another table's: never into this project's masks
         if outcome is None or self.mask is None or outcome.path is None or outcome.path.stem != self.name:
             return None
         labels = outcome.prediction.labels
@@ -302,6 +305,9 @@ class MaskEditor(QObject):
         """Accept the prediction over the whole image (with ``preserve``: only unlabelled pixels)."""
         if self.mask is None:
             self.message.emit(f"This image cannot be edited: {self.reason}")
+            return False
+        if self.class_conflict:
+            self.message.emit("Not accepted: the model in use predicts another class table than the project's")
             return False
         pred = self.prediction()
         if pred is None:

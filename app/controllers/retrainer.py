@@ -106,7 +106,8 @@ class Retrainer(QObject):
             return "Open a model first: retraining fine-tunes the model in use"
         if tuple(c.loaded.classes.names) != tuple(self.project.classes.names):
             return (f"The model's {len(c.loaded.classes)} classes differ from the project's "
-                    f"{len(self.project.classes)}: retraining needs the project's class table")
+                    f"{len(self.project.classes)}: retraining needs the project's class table (Model > Adapt Model "
+                    "to the Project's Classes, or a model of the project's classes)")
         return ""
 
     def start(self, options: RetrainOptions | None = None) -> Chain | None:

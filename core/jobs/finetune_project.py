@@ -160,6 +160,17 @@ def record_finetune(project: Project, start: LoadedModel, model: PSPNet, metrics
     return entry, base
 
 
+def _check_classes(loaded: LoadedModel, project: Project) -> None:
+    """A model is fine-tuned on a project's masks only when it predicts the project's classes:
+    else its class ids would be trained on (and saved as) another table's."""
+    n, names = int(loaded.model.cfg.num_classes), tuple(project.classes.names)
+    if n != len(names) or tuple(loaded.classes.names) != names:
+        raise StudioError(f"the model predicts {n} classes ({', '.join(loaded.classes.names[:4])}, ...) and the "
+                          f"project {project.name} has its own {len(names)} ({', '.join(names[:4])}, ...): give the "
+                          "model the project's classes first (core.load_model(path, classes=project.classes) or "
+                          "core.adapt_model_job rebuild its classifiers)")
+
+
 @dataclass
 class ProjectFinetune:
     """What :func:`finetune_project` returns (or, cancelled, hands over as ``Cancelled.partial``)."""
@@ -189,6 +200,7 @@ def finetune_project(loaded: LoadedModel, project: Project, settings: TrainConfi
     cancelled). Cancelled, raises ``Cancelled`` whose ``partial`` is a ProjectFinetune of the
     last completed step (not recorded)."""
     t0 = time.perf_counter()
+    _check_classes(loaded, project)
     yield Progress(message="reading the project")
     dataset = open_dataset(project.root, "all", layout="ours")
     if isinstance(settings, TrainConfig):
