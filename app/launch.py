@@ -6,6 +6,11 @@ the prediction is shown (and, for the pyramid view, its summaries), saves the wi
 and exits; it exits non-zero with a message when that fails or takes longer than
 ``PSPNET_SCREENSHOT_TIMEOUT`` seconds (default 600).
 
+Start-up failures (an image that cannot be read or is damaged, a project that cannot be opened, a
+model that fails to load, a ``--project`` folder that is not a project) stay in the window's
+banners (app/window_alerts.py), not in the status line that the next message replaces; they are
+also logged.
+
 ``PSPNET_STUDIO_HOME`` moves the app's own files (settings, demo project, trained demo model)
 into one folder; ``python -m app.screenshots`` makes the README's screenshots.
 """
@@ -123,6 +128,7 @@ def build_window(args: argparse.Namespace):
         window.open_model(models)
     if project:
         window.open_folder(project)
+        window.alerts.expect_project(Path(project))
     if image:
         window.open_image(image)
     if not project and not image:
@@ -140,7 +146,7 @@ def _demo_model_only(window) -> None:
     if ckpt is not None:
         window.controller.open_model(ckpt)
     else:
-        window.show_message("No model: open one with File > Open Model (Ctrl+M) or the demo (Ctrl+D)")
+        window.alerts.no_model()
 
 
 def warm_up(window) -> None:
