@@ -193,10 +193,11 @@ class WindowAlerts(QObject):
         self._dismiss("image")
         warnings = shown.data.warnings
         if warnings:
+            prefix = f"{shown.path}: "  # the banner names the file once
+            said = "; ".join(w[len(prefix):] if w.startswith(prefix) else w for w in warnings)
             self.banners.show_message(
                 "image damaged", f"{shown.path.name} is damaged: part of the image may be missing (grey, smeared or "
-                                 f"shifted), and so may the prediction there. The decoder said: {'; '.join(warnings)}",
-                WARNING)
+                                 f"shifted), and the prediction there with it. {said[:1].upper()}{said[1:]}.", WARNING)
         self._title()
 
     # ---- writing --------------------------------------------------------------------------------

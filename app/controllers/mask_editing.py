@@ -54,7 +54,8 @@ def where_the_edits_are(status: core.JournalStatus | None) -> str:
     if status is None:
         return "the edits are in memory only (this mask has no crash journal)"
     if not status.ok:
-        return f"the edits are in memory only: its crash journal cannot be written either ({status.reason})"
+        why = status.reason.rsplit(": ", 1)[-1] if status.reason else "refused"  # the path is named here already
+        return f"the edits are in memory only: its crash journal {status.path.name} cannot be written either ({why})"
     return f"the edits are kept in memory and in its crash journal {status.path.name}"
 
 
@@ -466,6 +467,9 @@ class MaskEditor(QObject):
             self.project.close_mask(name)
             self.project.discard_journal(name)
             self.masks.pop(name, None)
+        dropped = [n for n in names if self.save_failures.pop(n, None) is not None]  # their edits are gone
+        if dropped:
+            self.saveFailuresChanged.emit(dict(self.save_failures))
         self._emit_dirty()
         return names
 

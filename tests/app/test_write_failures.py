@@ -79,7 +79,7 @@ def test_a_full_disk_shows_where_the_edits_are_and_the_journal_warning_until_it_
             journal_file = project / "masks" / ".scene_0000.journal"
             assert "Crash protection is off for scene_0000" in warning.text and str(journal_file) in warning.text
             assert "memory only" in window.banners.text("save")
-            assert "crash journal cannot be written either" in window.banners.text("save")
+            assert "crash journal .scene_0000.journal cannot be written either" in window.banners.text("save")
             assert not np.array_equal(_journalled(project, "scene_0000", mask.shape), mask.data)
             with qtbot.waitSignal(ed.saveFailuresChanged, timeout=10000):
                 qtbot.mouseClick(window.banners.banner("save").buttons["Save Again"], Qt.MouseButton.LeftButton)
