@@ -15,6 +15,7 @@ save, so that its lock goes with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,7 +65,7 @@ class ProjectAccess(QObject):
 
     def _open(self, make: Callable[..., ImageFolder], where: Path, options: dict[str, Any]) -> ImageFolder | None:
         try:
-            folder = make(**options)
+            folder = self._make(make, options)
         except core.ProjectLockedError as exc:
             folder = self._locked(make, exc, options)
         except core.ReadOnlyProjectError as exc:  # the folder cannot be written
@@ -76,6 +77,18 @@ class ProjectAccess(QObject):
             if folder.project is not None and folder.project.read_only and not folder.read_only_reason:
                 folder.read_only_reason = folder.project.read_only_reason or "it was opened read-only"
         return folder
+
+    def _make(self, make: Callable[..., ImageFolder], options: dict[str, Any]) -> ImageFolder:
+        try:
+            return make(**options)
+        except core.ProjectLockedError as exc:
+            holder = exc.holder
+            if holder is not None and holder.pid == os.getpid() and holder.this_computer:
+                # this program's own lock: the project was just left, and its close (queued after its last
+                # save on the masks runner) has not given the lock back yet; nothing waits for it here
+                raise core.StudioError(f"{exc.root}: this project is still being closed here (its last masks are "
+                                       "being saved); open it again in a moment") from exc
+            raise
 
     def _locked(self, make: Callable[..., ImageFolder], exc: core.ProjectLockedError,
                 options: dict[str, Any]) -> ImageFolder | None:
