@@ -27,14 +27,14 @@ from app.views.canvas import ImageCanvas
 from app.views.heads_view import HeadsView
 from app.views.pyramid_view import PyramidView
 from app.views.segmentation_view import SegmentationView, hover_text
-from app.window_alerts import WindowAlerts
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
 from app.widgets.message_banner import ERROR, BannerArea
-from app.widgets.project_locked_dialog import ask_locked
 from app.widgets.model_panel import ModelPanel
+from app.widgets.project_locked_dialog import ask_locked
 from app.widgets.retrain_panel import RetrainPanel
 from app.widgets.tool_panel import ToolPanel
+from app.window_alerts import WindowAlerts
 
 MODEL_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar"}
 MODEL_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt *.tar);;All files (*)"

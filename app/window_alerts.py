@@ -100,7 +100,7 @@ class WindowAlerts(QObject):
         if access.receivers(SIGNAL("classTableRequested(PyObject)")) <= 0:
             return []
         return [BannerAction("Choose Class Table...", lambda: access.classTableRequested.emit(root),
-                             "Choose the class table that makes this folder a project (its masks are kept as they are)")]
+                             "Choose the class table that makes this folder a project (its masks are kept)")]
 
     def expect_project(self, root: Path) -> None:
         """``gui --project ROOT``: when ROOT opened as a plain folder, say that it is not a project."""
@@ -108,9 +108,9 @@ class WindowAlerts(QObject):
         if folder is None or folder.is_project or folder.root.resolve() != Path(root).resolve():
             return  # a project, or it failed to open (its banner says why)
         self.banners.show_message(
-            "not a project", f"{folder.root} is a folder of images, not a project: its images are shown, but correcting "
-                             "masks and retraining need a project (a class table, masks/ and a model history). "
-                             "File > New Project (Ctrl+N) makes one of these images.", INFO,
+            "not a project", f"{folder.root} is a folder of images, not a project: its images are shown, but "
+                             "correcting masks and retraining need a project (a class table, masks/ and a model "
+                             "history). File > New Project (Ctrl+N) makes one of these images.", INFO,
             self._class_table_action(folder.root) + [BannerAction("New Project...", self.w.new_project_dialog)])
 
     def no_model(self) -> None:

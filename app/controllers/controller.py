@@ -72,7 +72,7 @@ class Controller(QObject):
     # messages
     message = Signal(str)  # a status line
     error = Signal(str)  # a user-facing error (shown in the status bar and a dialog if wanted)
-    problem = Signal(str, str, object)  # key ("open folder:ROOT", "model", ...), text, the exception: shown until closed
+    problem = Signal(str, str, object)  # key ("open folder:ROOT", "model", ...), text, exception: shown until closed
 
     def __init__(self, parent: QObject | None = None, *, device: str = "cpu",
                  max_single_pass_pixels: int = core.SINGLE_PASS_PIXELS):

@@ -102,7 +102,8 @@ class ProjectAccess(QObject):
             if exc.live is not None:  # a live lock is never taken: the dialog does not offer it
                 raise exc
             folder = make(**dict(options, take_over=True))
-            self.message.emit(f"{folder.root.name}: took over the lock of {exc.holder.describe() if exc.holder else '?'}")
+            who = exc.holder.describe() if exc.holder is not None else "a program it does not name"
+            self.message.emit(f"{folder.root.name}: took over the lock of {who}")
             return folder
         self.message.emit(f"{exc.root.name} not opened: {locked_reason(exc)}")
         return None
