@@ -5,13 +5,18 @@ score) change only through :class:`ImageFolder`'s methods, and every change is a
 ``entryChanged(index)`` for one row, ``rowsChanged()`` after many rows changed at once (a new
 model clears every "predicted" and score; a ranking finished). The
 controller, the mask editor and the ranker call these methods; the image list shows the signals.
-Listing the folder (core.list_folder) reads no pixels.
+Listing the folder (core.list_folder) reads no pixels; files that are not images by their header
+are left out of the rows (``skipped`` names them, with why).
+
+A project's folder says whether it is read-only and why (``read_only_reason``, set by
+app/controllers/project_access.py, which opens it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -41,15 +46,18 @@ class ImageFolder(QObject):
         self.root: Path = listing.root
         self.classes: core.ClassTable | None = listing.classes  # from the project's classes.json
         self.project: core.Project | None = listing.project
+        self.skipped: list[tuple[Path, str]] = list(listing.skipped)  # files that are not images, and why
+        self.read_only_reason = ""  # why the project is read-only ("" when it is not, or not a project)
         self._entries = [ImageEntry(i.path, i.mask_path, i.mask_state) for i in listing.images]
 
     @classmethod
-    def scan(cls, root: str | Path, parent: QObject | None = None) -> "ImageFolder":
-        return cls(core.list_folder(root), parent)
+    def scan(cls, root: str | Path, parent: QObject | None = None, **options: Any) -> "ImageFolder":
+        """``options``: core.list_folder's (read_only, take_over, classes)."""
+        return cls(core.list_folder(root, **options), parent)
 
     @classmethod
-    def of_image(cls, path: str | Path, parent: QObject | None = None) -> "ImageFolder":
-        return cls(core.listing_of_image(path), parent)
+    def of_image(cls, path: str | Path, parent: QObject | None = None, **options: Any) -> "ImageFolder":
+        return cls(core.listing_of_image(path, **options), parent)
 
     # ---- reading ---------------------------------------------------------------------------------
     @property
@@ -66,6 +74,11 @@ class ImageFolder(QObject):
     @property
     def is_project(self) -> bool:
         return self.project is not None
+
+    @property
+    def read_only(self) -> bool:
+        """A project whose files this program must not change (opened read-only, or closed)."""
+        return self.project is not None and self.project.read_only
 
     def index_of(self, path: str | Path) -> int:
         p = Path(path).resolve()

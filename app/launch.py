@@ -9,6 +9,11 @@ and exits; it exits non-zero with a message when that fails or takes longer than
 screen (maximised on a small one): with ``QT_QPA_PLATFORM=xcb`` under Xvfb, the real window at
 that screen's size.
 
+Start-up failures (an image that cannot be read or is damaged, a project that cannot be opened, a
+model that fails to load, a ``--project`` folder that is not a project) stay in the window's
+banners (app/window_alerts.py), not in the status line that the next message replaces; they are
+also logged.
+
 ``PSPNET_STUDIO_HOME`` moves the app's own files (settings, demo project, trained demo model)
 into one folder; ``python -m app.screenshots`` makes the README's screenshots.
 """
@@ -178,7 +183,7 @@ def _demo_model_only(window, opened=None) -> None:
     if ckpt is not None:
         window.controller.open_model(ckpt)
     else:
-        window.show_message("No model: open one with File > Open Model (Ctrl+M) or the demo (Ctrl+D)")
+        window.alerts.no_model()
 
 
 def warm_up(window) -> None:

@@ -13,7 +13,8 @@ from typing import Sequence
 from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QShowEvent
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu,
-                               QMessageBox, QProgressBar, QScrollArea, QTabWidget, QToolButton, QWidget)
+                               QMessageBox, QProgressBar, QScrollArea, QTabWidget, QToolButton, QVBoxLayout,
+                               QWidget)
 from superqt import QElidingLabel
 
 import core
@@ -32,12 +33,15 @@ from app.views.pyramid_view import PyramidView
 from app.views.segmentation_view import SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
+from app.widgets.message_banner import ERROR, BannerArea
 from app.widgets.model_panel import ModelPanel
 from app.widgets.fit_progress import FitProgressBar
+from app.widgets.project_locked_dialog import ask_locked
 from app.widgets.retrain_panel import RetrainPanel
 from app.widgets.shortcuts_dialog import ShortcutsDialog, shortcut_rows
 from app.widgets.startup_progress import StartupProgress
 from app.widgets.tool_panel import ToolPanel
+from app.window_alerts import WindowAlerts
 
 MODEL_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar"}
 MODEL_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt *.tar);;All files (*)"
@@ -74,7 +78,14 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.seg, "Segmentation")
         self.tabs.addTab(self.pyramid, "Pyramid levels")
         self.tabs.addTab(self.heads, "Main vs aux head")
-        self.setCentralWidget(self.tabs)
+        self.banners = BannerArea()  # problems that last, above the views (app/window_alerts.py)
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.setSpacing(0)
+        central_layout.addWidget(self.banners)
+        central_layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
         self.tool_settings = ToolSettings(self)
         self.canvas_tools = CanvasTools(self.seg.canvas, self.tool_settings, self)
         self.canvas_tools.prediction_source = self.editor.prediction
@@ -111,6 +122,8 @@ class MainWindow(QMainWindow):
         self._docks_placed = False  # the docks' default shares, once, when no saved layout set them
         self.interactive = True  # False: never ask (the screenshot mode); problems are errors
         self.project_ui = ProjectUi(self)  # notes, the model zoo, class tables, the model a project has in use
+        self.alerts = WindowAlerts(self)
+        controller.access.ask_locked = self.ask_locked
         self.resize(1400, 900)
         self.persist = restore  # a window that did not restore the layout (screenshots) does not save it
         self.device_label.setText(core.device_name(self.controller.device))
@@ -165,7 +178,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         c = self.controller
         c.message.connect(self.show_message)
-        c.error.connect(self.show_error)
+        c.error.connect(self.show_status_error)  # its lasting banners come through c.problem (app/window_alerts.py)
         c.modelLoading.connect(self.model_panel.set_loading)
         c.modelChanged.connect(self._model_changed)
         c.deviceChanged.connect(self._device_changed)
@@ -198,7 +211,7 @@ class MainWindow(QMainWindow):
         ed.historyChanged.connect(self._history_changed)
         ed.dirtyChanged.connect(self._dirty_changed)
         ed.message.connect(self.show_message)
-        ed.error.connect(self.show_error)
+        ed.error.connect(self.show_status_error)
         ed.recovery_handler = self.ask_recovery
         tools.notice.connect(self.show_message)
         tools.toolChanged.connect(lambda n: self.act.tools[n].setChecked(True))
@@ -462,7 +475,13 @@ class MainWindow(QMainWindow):
         self.info.setStyleSheet("")
         self.info.setText(text)
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, key: str = "error") -> None:
+        """An error in the status line and in a banner that stays until closed (or replaced under ``key``)."""
+        self.show_status_error(text)
+        self.banners.show_message(key, text, ERROR)
+
+    def show_status_error(self, text: str) -> None:
+        """An error in the status line only (the next message replaces it)."""
         self.last_error = text
         self._message = text
         self.info.setStyleSheet("color: #c5221f;")
@@ -527,7 +546,7 @@ class MainWindow(QMainWindow):
         if m is None:
             self.tool_panel.set_state(ed.reason or "no mask", error=ed.reason.startswith("read-only"))
             self.canvas_tools.set_mask(None, ed.reason)
-            self.seg.set_mask(None)
+            self.seg.set_mask(ed.view_labels())  # a read-only project's saved mask, else nothing
             return
         state = "unsaved changes (autosave in 1.5 s)" if m.dirty else "saved"
         self.tool_panel.set_state(f"{ed.name}: {state}; {m.undo_count} undo / {m.redo_count} redo steps")
@@ -610,6 +629,10 @@ class MainWindow(QMainWindow):
     def ask(self, title: str, text: str, buttons: QMessageBox.StandardButton,
             default: QMessageBox.StandardButton) -> QMessageBox.StandardButton:
         return QMessageBox.question(self, title, text, buttons, default)
+
+    def ask_locked(self, exc: core.ProjectLockedError) -> str:
+        """Another program writes this project: open it read-only, take it over, or not at all?"""
+        return ask_locked(self, exc)
 
     def ask_recovery(self, names: list[str]) -> bool:
         """The project holds edits a crash did not save: recover them?"""

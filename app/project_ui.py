@@ -1,4 +1,5 @@
-"""The window's side of models and projects' classes: the notes above the views, the model zoo
+"""The window's side of models and projects' classes: the notes above the views (the window's
+banners, app/widgets/message_banner.py), the model zoo
 dialog, the class-table chooser (New Project, a project without a usable classes.json, a folder
 of images/ without one), Project Classes, and the choice of another model when the one a
 project's history has in use cannot be loaded.
@@ -26,7 +27,7 @@ from app.controllers.project_opening import ClassesNeeded, InUseProblem
 from app.dialogs.class_table import Choice, ClassTableDialog, EditClassesDialog
 from app.dialogs.model_in_use import ModelInUseDialog
 from app.dialogs.model_zoo import ModelZooDialog
-from app.widgets.notices import NoticeArea
+from app.widgets.message_banner import INFO, WARNING, BannerAction
 
 if TYPE_CHECKING:  # pragma: no cover
     from app.main_window import MainWindow
@@ -43,12 +44,14 @@ class ProjectUi(QObject):
         self.controller = c
         self.opening = c.opening
         self.guard = c.class_guard
-        self.notices = NoticeArea.install(window)
+        self.notices = window.banners  # the notes are banners (keys DEMO, CLASSES, FOLDER, ADAPTED)
         self.fetcher: ModelFetcher | None = None
         self.zoo_dialog: ModelZooDialog | None = None
         self._demo_dismissed: object = None  # the model for which the demo note was closed
-        self.notices.closed.connect(self._note_closed)
+        self.notices.closedByUser.connect(self._note_closed)
         self.opening.classesNeeded.connect(self._classes_needed)
+        # a class table lost while a folder opened another way (a recent folder, an image of it): the chooser too
+        c.access.classTableRequested.connect(lambda root: self.opening.open(root))
         self.opening.inUseProblem.connect(self._in_use_problem)
         self.opening.opened.connect(self._opened)
         self.opening.adapted.connect(self._adapted)
@@ -67,11 +70,11 @@ class ProjectUi(QObject):
     def _update_demo_note(self) -> None:
         text = demo_model_note(self.controller)
         if not text or self._demo_dismissed is self.controller.loaded or self.guard.conflict:  # one note at a time
-            self.notices.hide_notice(DEMO)
+            self.notices.dismiss(DEMO)
             return
-        current = self.notices.notice(DEMO)
+        current = self.notices.banner(DEMO)
         if current is None or current.text != text:
-            self.notices.show_notice(DEMO, text, [("Get a pretrained model...", self.get_model_dialog)], "info")
+            self.notices.show_message(DEMO, text, INFO, [BannerAction("Get a pretrained model...", self.get_model_dialog)])
 
     def _image_shown(self, shown: object) -> None:
         self._update_demo_note()
@@ -80,24 +83,25 @@ class ProjectUi(QObject):
 
     def _conflict(self, text: str) -> None:
         if not text:
-            self.notices.hide_notice(CLASSES)
+            self.notices.dismiss(CLASSES)
             ed = self.w.editor
             self.w.canvas_tools.set_mask(ed.mask, ed.reason)
             self._update_demo_note()
             return
-        self.notices.hide_notice(ADAPTED)
-        self.notices.hide_notice(DEMO)  # this note offers the zoo too
-        self.notices.show_notice(CLASSES, text, [("Adapt this model to the project's classes", self.adapt_model),
-                                                 ("Get a pretrained model...", self.get_model_dialog),
-                                                 ("Open model...", self.w.open_model_dialog)], "warning",
-                                 closable=False)
+        self.notices.dismiss(ADAPTED)
+        self.notices.dismiss(DEMO)  # this note offers the zoo too
+        self.notices.show_message(CLASSES, text, WARNING,
+                                  [BannerAction("Adapt this model to the project's classes", self.adapt_model),
+                                   BannerAction("Get a pretrained model...", self.get_model_dialog),
+                                   BannerAction("Open model...", self.w.open_model_dialog)], closable=False)
         self.w.canvas_tools.set_mask(None, "the model's classes are not the project's (see the note above)")
 
     def _opened(self, kind: str, text: str) -> None:
-        actions = [("Make a project of them...", self.new_project_dialog)] if kind in ("plain", "images") else []
+        actions = [BannerAction("Make a project of them...", self.new_project_dialog)] \
+            if kind in ("plain", "images") else []
         if kind == "images":
-            actions = [("Choose a class table...", self._reopen_with_classes)]
-        self.notices.show_notice(FOLDER, text, actions, "info")
+            actions = [BannerAction("Choose a class table...", self._reopen_with_classes)]
+        self.notices.show_message(FOLDER, text, INFO, actions)
         self.w.show_message(text)
 
     def _adapted(self, out: core.AdaptedModel) -> None:
@@ -106,8 +110,8 @@ class ProjectUi(QObject):
         kept, n = len(out.kept), len(out.loaded.classes)
         text = (f"The model now predicts the project's {n} classes: {kept} kept their training, {n - kept} start "
                 "untrained. Paint corrections (the new classes too) and Retrain to teach it.")
-        actions = [("Retrain now", self.w.retrain)] if labelled else []
-        self.notices.show_notice(ADAPTED, text, actions, "info")
+        actions = [BannerAction("Retrain now", self.w.retrain)] if labelled else []
+        self.notices.show_message(ADAPTED, text, INFO, actions)
 
     # ------------------------------------------------------------------------------------------
     # the model zoo
@@ -168,16 +172,24 @@ class ProjectUi(QObject):
         return start
 
     def _classes_needed(self, request: ClassesNeeded) -> None:
+        """A folder waits for its class table: a banner that stays says so (and offers the chooser
+        again); in the window the chooser is asked at once."""
+        root = request.root
         if not getattr(self.w, "interactive", True):
-            self.controller.error.emit(f"Could not open {request.root}: {request.error}")
+            self.controller.error.emit(f"Could not open {root}: {request.error}")
             return
+        what = "project" if request.is_project else "folder"
+        self.notices.show_message(
+            f"open folder:{root}", f"The {what} {root} is not open: it needs a class table ({request.error}). "
+                                   "Choose the table its masks use (they are kept as they are), or open its images "
+                                   "as plain images.", WARNING,
+            [BannerAction("Choose Class Table...", lambda: self.opening.open(root, use_model=request.use_model,
+                                                                              alternatives=request.alternatives))])
         choice, plain = self.choose_classes(request)
         if plain:
             self.opening.open_as_images(request)
         elif choice is not None:
             self.opening.open_with_classes(request, choice.table, choice.title)
-        else:
-            self.w.show_error(f"{request.root} was not opened: it needs a class table ({request.error})")
 
     def _reopen_with_classes(self) -> None:
         folder = self.controller.folder
@@ -213,7 +225,7 @@ class ProjectUi(QObject):
         root = QFileDialog.getExistingDirectory(w, f"New project of {len(images)} images: an empty folder",
                                                 w._start_dir("folders"))
         if root:
-            self.notices.hide_notice(FOLDER)
+            self.notices.dismiss(FOLDER)
             w.editor.create_project(root, choice.table, images)
 
     def edit_classes_dialog(self) -> None:

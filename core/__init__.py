@@ -185,6 +185,7 @@ _EXPORTS: dict[str, str] = {
     "Recovery": "core.jobs.masks",
     "create_project_job": "core.jobs.masks",
     "restore_model_job": "core.jobs.masks",
+    "close_project_job": "core.jobs.masks",
     "FINETUNE_DEFAULTS": "core.jobs.finetune_project",
     "finetune_config": "core.jobs.finetune_project",
     "finetune_project": "core.jobs.finetune_project",
@@ -302,7 +303,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.jobs.masks import (
         load_mask_job as load_mask_job, save_mask_job as save_mask_job, save_masks_job as save_masks_job,
         SavedMasks as SavedMasks, recoverable_job as recoverable_job, recover_job as recover_job,
-        Recovery as Recovery, create_project_job as create_project_job, restore_model_job as restore_model_job)
+        Recovery as Recovery, create_project_job as create_project_job, restore_model_job as restore_model_job,
+        close_project_job as close_project_job)
     from core.jobs.finetune_project import (
         FINETUNE_DEFAULTS as FINETUNE_DEFAULTS, finetune_config as finetune_config,
         finetune_project as finetune_project, ProjectFinetune as ProjectFinetune,

@@ -28,6 +28,7 @@ from app.controllers.class_guard import ClassGuard
 from app.controllers.mask_editing import MaskEditor, MaskRequest
 from app.controllers.models import ModelInUse
 from app.controllers.project_opening import ProjectOpening
+from app.controllers.project_access import ProjectAccess
 from app.controllers.ranker import Ranker
 from app.controllers.retrainer import Retrainer
 from app.image_folder import ImageEntry, ImageFolder
@@ -73,6 +74,7 @@ class Controller(QObject):
     # messages
     message = Signal(str)  # a status line
     error = Signal(str)  # a user-facing error (shown in the status bar and a dialog if wanted)
+    problem = Signal(str, str, object)  # key ("open folder:ROOT", "model", ...), text, exception: shown until closed
 
     def __init__(self, parent: QObject | None = None, *, device: str = "cpu",
                  max_single_pass_pixels: int = core.SINGLE_PASS_PIXELS):
@@ -86,7 +88,7 @@ class Controller(QObject):
         self.models.loading.connect(self.modelLoading)
         self.models.changed.connect(self._model_changed)
         self.models.deviceChanged.connect(self._device_changed)
-        self.models.failed.connect(self._fail)
+        self.models.failed.connect(lambda what, exc: self._fail(what, exc, "model"))
         self.classes: core.ClassTable | None = None
         self.folder: ImageFolder | None = None
         self.image: ShownImage | None = None
@@ -109,6 +111,8 @@ class Controller(QObject):
         self.ranker = Ranker(self, self.editor)
         self.class_guard = ClassGuard(self, self.editor)  # painting waits while the model's classes are not the project's
         self.opening = ProjectOpening(self)  # folders as projects: their class table, the model their history has in use
+        self.access = ProjectAccess(self)  # opens folders and projects (locked ones: ask; read-only ones: why)
+        self.access.message.connect(self.message)
 
     # ------------------------------------------------------------------------------------------
     # state
@@ -211,11 +215,15 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------------------------------
     # folders and images
-    def open_folder(self, root: str | Path, open_first: bool = True) -> ImageFolder | None:
+    def open_folder(self, root: str | Path, open_first: bool = True, *,
+                    classes: core.ClassTable | None = None) -> ImageFolder | None:
+        """Open a folder or project (``classes``: the class table for a project whose own is lost)."""
         try:
-            folder = ImageFolder.scan(root, self)
+            folder = self.access.scan(root, **({"classes": classes} if classes is not None else {}))
         except core.StudioError as exc:
-            self._fail("Could not open the folder", exc)
+            self._fail(f"Could not open the folder {Path(root).name}", exc, f"open folder:{Path(root)}")
+            return None
+        if folder is None:  # the user chose not to open it
             return None
         self._set_folder(folder)
         if open_first and folder.entries:
@@ -248,16 +256,21 @@ class Controller(QObject):
             return -1
         return self.folder.index_of(self.image.path)
 
-    def open_image(self, path: str | Path) -> Task:
+    def open_image(self, path: str | Path) -> Task | None:
         """Show an image: the photo and its mask as soon as both are read, the prediction when ready.
 
-        Cancels whatever prediction is running."""
+        Cancels whatever prediction is running. None: the image's project is locked and the user
+        chose not to open it."""
         path = Path(path)
         if self.folder is None or self.folder.index_of(path) < 0:
             try:
-                self._set_folder(ImageFolder.of_image(path, self))
-            except core.StudioError:
-                pass
+                folder = self.access.of_image(path)
+            except core.StudioError as exc:  # the image still opens, alone (its project could not be)
+                self._fail(f"{path.name} opens without its project", exc, "open project")
+            else:
+                if folder is None:  # the user chose not to open its project: nor the image, then
+                    return None
+                self._set_folder(folder)
         entry = self._entry(path)
         self._image_gen += 1
         gen = self._image_gen
@@ -277,7 +290,8 @@ class Controller(QObject):
                 self._show_image(parts["data"], parts["mask"])  # type: ignore[arg-type]
 
         task.succeeded.connect(lambda data: ready("data", data))
-        task.failed.connect(lambda exc: gen == self._image_gen and self._fail(f"Could not open {path.name}", exc))
+        task.failed.connect(lambda exc: gen == self._image_gen and self._fail(f"Could not open {path.name}", exc,
+                                                                               "open image"))
         request.ready.connect(lambda req: ready("mask", req))
         request.start()
         return task
@@ -341,7 +355,7 @@ class Controller(QObject):
         self._predict_task = task
         task.progress.connect(lambda rec: self._on_progress(rec, gen))
         task.succeeded.connect(lambda out: self._on_predicted(out, gen, key, t0))
-        task.failed.connect(lambda exc: self._fail(f"Prediction of {data.path.name} failed", exc))
+        task.failed.connect(lambda exc: self._fail(f"Prediction of {data.path.name} failed", exc, "predict"))
         task.cancelled.connect(lambda: self.predictionProgress.emit(-1.0))
         return task
 
@@ -472,10 +486,11 @@ class Controller(QObject):
         return task
 
     # ------------------------------------------------------------------------------------------
-    def _fail(self, what: str, exc: BaseException) -> None:
+    def _fail(self, what: str, exc: BaseException, key: str = "error") -> None:
         text = f"{what}: {exc}" if str(exc) else f"{what}: {type(exc).__name__}"
         self.predictionProgress.emit(-1.0)
         self.error.emit(text)
+        self.problem.emit(key, text, exc)
 
     def shutdown(self, timeout_ms: int = 60000) -> bool:
         """Cancel every job and wait for the worker threads (call when the window goes)."""

@@ -5,14 +5,22 @@ the edits a crash left in the per-stroke journals. When an image of the project 
 controller asks it for that image's mask (:meth:`MaskEditor.request`): the mask is loaded in a
 worker through ``core.Project.load_mask`` (which journals every stroke) while the photo is
 read, and both reach the views in one signal; a mask that cannot be parsed leaves the image
-read-only, with the reason.
+read-only, with the reason. In a read-only project (another program writes it, or the folder
+cannot be written: app/controllers/project_access.py) no mask is loaded for editing: every image
+opens read-only with the project's reason, its saved mask shown (:meth:`MaskEditor.view_labels`),
+and nothing is written.
 
 Masks are saved by jobs on the masks runner (``core.save_mask_job``: atomic, a consistent
 snapshot, safe while painting goes on) 1.5 s after the last edit, when another image is shown,
 when the project changes and before a retrain (:meth:`MaskEditor.save_all`). Nothing here
 waits on the GUI thread. The masks touched in this session are kept (with their undo history),
 so going back to an image brings its history back; the oldest saved ones are let go beyond
-``MAX_OPEN_MASKS``.
+``MAX_OPEN_MASKS``. A project left is closed after its last save (its lock goes with it).
+
+Write failures are told truthfully: a failed save names the file and says where the edits are
+now (in the crash journal too, or in memory only when the journal fails as well: core's
+``JournalStatus``); :attr:`MaskEditor.journals` (app/controllers/journal_watch.py) reports the
+journals that stop working, and working again.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 import core
+from app.controllers.journal_watch import JournalWatch
 from app.image_folder import ImageFolder
 from app.workers import Task, TaskRunner
 
@@ -37,6 +46,17 @@ log = logging.getLogger(__name__)
 AUTOSAVE_MS = 1500
 MAX_OPEN_MASKS = 16
 NOT_A_PROJECT = "not a project: open a project folder (images/, masks/) to correct masks"
+READ_ONLY_PROJECT = "read-only project"  # the start of the reason of every image of a read-only project
+
+
+def where_the_edits_are(status: core.JournalStatus | None) -> str:
+    """What a failed save leaves, told truthfully from the mask's crash journal at that moment."""
+    if status is None:
+        return "the edits are in memory only (this mask has no crash journal)"
+    if not status.ok:
+        why = status.reason.rsplit(": ", 1)[-1] if status.reason else "refused"  # the path is named here already
+        return f"the edits are in memory only: its crash journal {status.path.name} cannot be written either ({why})"
+    return f"the edits are kept in memory and in its crash journal {status.path.name}"
 
 
 class MaskRequest(QObject):
@@ -70,7 +90,9 @@ class MaskEditor(QObject):
     dirtyChanged = Signal(bool)  # whether any mask has unsaved changes
     saved = Signal(str)  # image name
     message = Signal(str)
-    error = Signal(str)
+    error = Signal(str)  # a status line (the window shows lasting problems through the signals below)
+    problem = Signal(str, str)  # key, text: an error to show until closed (recovery, making a project)
+    saveFailuresChanged = Signal(object)  # {image name: text} of the masks whose last save failed
 
     def __init__(self, controller: "Controller", parent: QObject | None = None):
         super().__init__(parent or controller)
@@ -82,11 +104,15 @@ class MaskEditor(QObject):
         self.reason = "no project open: masks are corrected in a project folder"
         self.masks: OrderedDict[str, core.LabelMask] = OrderedDict()  # open masks, most recent last
         self._saving: dict[str, Task] = {}  # name -> its running save
+        self._why: dict[str, str] = {}  # name -> why its last save failed
         self._loading: dict[str, Task] = {}  # name -> its running load
         self._was_dirty = False
         self.recovery_handler: Callable[[list[str]], bool] | None = None  # True: recover; default recover
         self.last_recovered: list[str] = []
         self.class_conflict = ""  # set by the ClassGuard: the model's classes are not the project's (no accepting)
+        self.save_failures: dict[str, str] = {}  # name -> the last failed save's text (until one succeeds)
+        self.journals = JournalWatch(self)  # the open project's crash journals that fail now
+        self.journals.problemsChanged.connect(lambda _: self._refresh_save_failures())
         self.autosave = QTimer(self)
         self.autosave.setSingleShot(True)
         self.autosave.setInterval(AUTOSAVE_MS)
@@ -110,6 +136,23 @@ class MaskEditor(QObject):
     @property
     def folder(self) -> ImageFolder | None:
         return self.controller.folder
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why the open project cannot be changed here ("" when it can, or no project is open)."""
+        if self.project is None or not self.project.read_only:
+            return ""
+        folder = self.folder
+        reason = folder.read_only_reason if folder is not None and folder.project is self.project else ""
+        return reason or self.project.read_only_reason
+
+    def view_labels(self) -> np.ndarray | None:
+        """The saved mask of the shown image of a read-only project (read with the photo), to show
+        while it cannot be edited; None otherwise."""
+        image = self.controller.image
+        if self.mask is not None or image is None or not self.read_only_reason or self.name is None:
+            return None
+        return image.data.mask
 
     def name_of(self, path: Path) -> str | None:
         """The project's name for an image path, or None when it is not one of the project's images."""
@@ -143,7 +186,13 @@ class MaskEditor(QObject):
         self.name = None
         self.mask = None
         self.reason = NOT_A_PROJECT if project is None else ""
-        if project is not None:
+        self.journals.follow(project)
+        if self.save_failures:
+            self.save_failures = {}
+            self.saveFailuresChanged.emit({})
+        if project is not None and project.read_only:
+            self._note_recoverable()
+        elif project is not None:
             self._offer_recovery()
         self.historyChanged.emit()
 
@@ -156,21 +205,36 @@ class MaskEditor(QObject):
         project, masks = self.project, dict(self.masks)
         self.masks.clear()
         self.mask = None
+        self.journals.stop()
         if masks:
             task = self.saver.submit("leave project", core.save_masks_job, project, masks, True)
-            task.succeeded.connect(lambda out: self._report_failures(out, "the previous project"))
+            task.succeeded.connect(lambda out: self._report_failures(out, f"the project {project.name} (now closed)"))
+        self.saver.submit("close project", core.close_project_job, project)  # after its last save: the lock goes
         self._emit_dirty()
 
     def _report_failures(self, out: core.SavedMasks, where: str) -> None:
         for name, why in out.failed.items():
-            self.error.emit(f"Could not save the mask of {name} in {where} (the edits stay in its journal): {why}")
+            text = (f"Could not save the mask of {name} in {where}: {why}; "
+                    f"{where_the_edits_are(out.journals.get(name))}")
+            self.error.emit(text)
+            self.problem.emit(f"save:{where}:{name}", text)
+
+    def _note_recoverable(self) -> None:
+        """A read-only project recovers nothing (that writes); say so when it has crash leftovers."""
+        try:
+            names = self.project.recoverable()
+        except core.StudioError:
+            return
+        if names:
+            self.message.emit(f"{len(names)} image(s) of this project have unsaved edits of an earlier session "
+                              f"({', '.join(names[:5])}): open the project for writing to recover them")
 
     def _offer_recovery(self) -> None:
         """Edits a crash left in journals: recover them (they become unsaved edits) or set them aside."""
         try:
             names = self.project.recoverable()
         except core.StudioError as exc:
-            self.error.emit(f"Could not check for unsaved edits: {exc}")
+            self._problem("recovery", f"Could not check for unsaved edits: {exc}")
             return
         self.last_recovered = []
         if not names:
@@ -186,7 +250,7 @@ class MaskEditor(QObject):
             try:
                 result = self.project.recover(name)
             except core.StudioError as exc:
-                self.error.emit(f"Could not recover the edits of {name}: {exc}")
+                self._problem(f"recovery:{name}", f"Could not recover the edits of {name}: {exc}")
                 continue
             self._keep(name, result.mask)
             done.append(name)
@@ -209,8 +273,12 @@ class MaskEditor(QObject):
                                  [Path(p) for p in images])
         task.succeeded.connect(lambda path: (self.message.emit(f"New project {path} with {len(images)} images"),
                                              self.controller.open_folder(path)))
-        task.failed.connect(lambda exc: self.error.emit(f"Could not create the project: {exc}"))
+        task.failed.connect(lambda exc: self._problem("new project", f"Could not create the project: {exc}"))
         return task
+
+    def _problem(self, key: str, text: str) -> None:
+        self.error.emit(text)
+        self.problem.emit(key, text)
 
     # ------------------------------------------------------------------------------------------
     # the shown image's mask
@@ -221,9 +289,12 @@ class MaskEditor(QObject):
             self._save(self.name, self.mask)  # leaving an image saves it
         name = self.name_of(path)
         req = MaskRequest(name, self)
+        read_only = self.read_only_reason
         if name is None:
             reason = NOT_A_PROJECT if self.project is None else f"{Path(path).name} is not one of the project's images"
             req._start = lambda: req.resolve(None, reason)
+        elif read_only:  # nothing is loaded for editing (that would journal): the saved mask is shown
+            req._start = lambda: req.resolve(None, f"{READ_ONLY_PROJECT}: {read_only}")
         elif name in self.masks:
             mask = self.masks[name]
             req._start = lambda: req.resolve(mask)
@@ -247,9 +318,13 @@ class MaskEditor(QObject):
         def failed(exc: BaseException) -> None:
             reason = getattr(exc, "reason", None) or str(exc)
             self.error.emit(f"{name}: opened read-only: {exc}")
-            if self.folder is not None and self.project is project:
-                self.folder.set_mask_state(name, core.UNREADABLE)
-            req.resolve(None, f"read-only: {reason}")
+            if isinstance(exc, core.UnreadableMaskError) and self.folder is not None and self.project is project:
+                self.folder.set_mask_state(name, core.UNREADABLE)  # only a mask that is unreadable is marked so
+            if isinstance(exc, core.ReadOnlyProjectError):
+                reason = f"{READ_ONLY_PROJECT}: {exc.reason or reason}"
+            else:
+                reason = f"read-only: {reason}"
+            req.resolve(None, reason)
 
         task.succeeded.connect(loaded)
         task.failed.connect(failed)
@@ -350,6 +425,8 @@ class MaskEditor(QObject):
         def done(out: core.SavedMasks) -> None:
             for name in out.saved:
                 self._saved(name)
+            for name, why in out.failed.items():
+                self._failed_save(name, why, out.journals.get(name))
             self._emit_dirty()
 
         task.succeeded.connect(done)
@@ -358,14 +435,35 @@ class MaskEditor(QObject):
     def _saved(self, name: str) -> None:
         if self.folder is not None and self.folder.project is self.project:
             self.folder.set_mask_state(name, core.MASK)
+        if self.save_failures.pop(name, None) is not None:
+            self.saveFailuresChanged.emit(dict(self.save_failures))
         self.saved.emit(name)
         if name == self.name:
             self.historyChanged.emit()
         self._emit_dirty()
 
     def _save_failed(self, name: str, exc: BaseException) -> None:
-        self.error.emit(f"Could not save the mask of {name} (the edits stay in its journal): {exc}")
+        self._failed_save(name, str(exc), self.journals.status_of(name))
         self._emit_dirty()
+
+    def _failed_save(self, name: str, why: str, journal: core.JournalStatus | None) -> None:
+        self._why[name] = why
+        text = self._save_failure_text(name, journal)
+        self.save_failures[name] = text
+        self.error.emit(text)
+        self.saveFailuresChanged.emit(dict(self.save_failures))
+
+    def _save_failure_text(self, name: str, journal: core.JournalStatus | None) -> str:
+        return f"Could not save the mask of {name}: {self._why.get(name, '?')}; {where_the_edits_are(journal)}"
+
+    def _refresh_save_failures(self) -> None:
+        """A journal stopped or started working: what the failed saves say about the edits changes."""
+        if not self.save_failures:
+            return
+        texts = {n: self._save_failure_text(n, self.journals.status_of(n)) for n in self.save_failures}
+        if texts != self.save_failures:
+            self.save_failures = texts
+            self.saveFailuresChanged.emit(dict(texts))
 
     def discard_unsaved(self) -> list[str]:
         """Give up the unsaved edits (closing without saving): their journals are set aside."""
@@ -375,11 +473,18 @@ class MaskEditor(QObject):
             self.project.close_mask(name)
             self.project.discard_journal(name)
             self.masks.pop(name, None)
+        dropped = [n for n in names if self.save_failures.pop(n, None) is not None]  # their edits are gone
+        if dropped:
+            self.saveFailuresChanged.emit(dict(self.save_failures))
         self._emit_dirty()
         return names
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """Stop autosaving; let queued saves finish (they are the user's work), then stop the thread."""
+        """Stop autosaving; let queued saves finish (they are the user's work), close the project
+        (its lock goes), then stop the thread."""
         self.autosave.stop()
+        self.journals.stop()
+        if self.project is not None and not self.project.closed:
+            self.saver.submit("close project", core.close_project_job, self.project)
         self.saver.wait(timeout_ms)
         return self.saver.shutdown(timeout_ms)

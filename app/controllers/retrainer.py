@@ -6,7 +6,13 @@ mask (masks runner) -> copy the model in use (inference runner, where the model 
 the new checkpoint in the project's history, the starting model too the first time) -> put the
 new model in use (inference runner) and predict the shown image again. Then the before/after
 comparison (``core.compare_models``) runs in the background on the starting copy and a copy of
-the new model. A cancel, a failure or a crash leaves the model in use untouched.
+the new model. A cancel, a failure or a crash leaves the model in use untouched. A retrain keeps
+its project open while it runs (leaving the project meanwhile does not close it under the job).
+
+Restoring an earlier model of the history loads it once, in a worker (``core.restore_model_job``
+on the background runner: core checks the file before the history changes), then puts it in use
+on the inference runner; a damaged checkpoint fails with the reason and changes nothing. A
+read-only project refuses both, with its reason.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ class Retrainer(QObject):
         self.options = RetrainOptions()
         self.task: Chain | None = None
         self.compare_task: Chain | None = None
+        self.restore_task: Chain | None = None
         self.last: core.ProjectFinetune | None = None
         self.comparison: list[core.Agreement] = []
         self.started_at = 0.0
@@ -102,6 +109,8 @@ class Retrainer(QObject):
             return "A retrain is running already"
         if self.project is None:
             return "Open a project (a folder with images/ and masks/) to retrain on its corrections"
+        if self.project.read_only:
+            return f"This project is read-only, so a retrain cannot add its model to it: {self._read_only_reason()}"
         if c.loaded is None:
             return "Open a model first: retraining fine-tunes the model in use"
         if tuple(c.loaded.classes.names) != tuple(self.project.classes.names):
@@ -119,6 +128,15 @@ class Retrainer(QObject):
             return None
         c, project, settings = self.controller, self.project, self.options.settings()
         state: dict[str, Any] = {}
+        try:
+            held = core.Project.open(project.root)  # the same object, counted: kept open for the run
+        except core.StudioError as exc:
+            self.failed.emit(f"Retraining needs the project open for writing: {exc}")
+            return None
+        if held is not project:  # cannot happen while the project is open here; never train into another
+            held.close()
+            self.failed.emit("Retraining needs the project open for writing: it was closed meanwhile")
+            return None
 
         def saved(out: core.SavedMasks | None) -> Task:  # train on what is painted now
             if out is not None and out.failed:
@@ -144,6 +162,7 @@ class Retrainer(QObject):
         chain.progress.connect(lambda rec: chain is self.task and not chain.is_cancelled and self._progress(rec))
         chain.succeeded.connect(lambda _: chain is self.task and self._succeeded(state.pop("result"), state.pop("before")))
         chain.done.connect(state.clear)  # the starting copy is not kept after the run
+        chain.done.connect(lambda: c.background.submit("release project", core.close_project_job, held))
         chain.failed.connect(lambda exc: chain is self.task and self.failed.emit(
             str(exc) if isinstance(exc, _Refused) else f"Retraining failed: {exc}"))
         chain.done.connect(lambda: self.historyChanged.emit())
@@ -226,20 +245,33 @@ class Retrainer(QObject):
         cur = self.project.current_checkpoint
         return cur.id if cur is not None else None
 
-    def restore(self, entry_id: str) -> Task | None:
-        """Go back to an earlier model of the history (it becomes the current one and is loaded)."""
+    def _read_only_reason(self) -> str:
+        return self.editor.read_only_reason or (self.project.read_only_reason if self.project else "")
+
+    def restore(self, entry_id: str) -> Chain | None:
+        """Go back to an earlier model of the history: loaded (and checked) in a worker, then made
+        the current one and put in use. The model in use stays when the checkpoint is damaged."""
         if self.project is None:
             return None
         if self.running:
             self.failed.emit("Wait for the retrain to finish (or cancel it) before restoring a model")
             return None
-        task = self.editor.saver.submit("restore model", core.restore_model_job, self.project, entry_id)
+        if self.project.read_only:
+            self.failed.emit(f"Cannot restore model {entry_id}: the project is read-only: {self._read_only_reason()}")
+            return None
+        c, project = self.controller, self.project
+        self.status.emit(f"loading model {entry_id} of the history")
 
-        def restored(entry: core.CheckpointEntry) -> None:
-            self.historyChanged.emit()
-            self.restored.emit(entry)
-            self.controller.open_model(entry.path)
+        def put_in_use(pair: tuple[core.CheckpointEntry, core.LoadedModel]) -> Task:
+            self.restored.emit(pair[0])  # loaded: it is the project's current model again
+            return c.set_model(pair[1])  # predicts the shown image again once in use
 
-        task.succeeded.connect(restored)
-        task.failed.connect(lambda exc: self.failed.emit(f"Could not restore model {entry_id}: {exc}"))
-        return task
+        chain = Chain("restore model", [
+            lambda _: c.background.submit("restore model", core.restore_model_job, project, entry_id),
+            put_in_use])
+        self.restore_task = chain
+        chain.succeeded.connect(lambda _: self.historyChanged.emit())
+        chain.failed.connect(lambda exc: (self.historyChanged.emit(),
+                                          self.failed.emit(f"Could not restore model {entry_id}: {exc}")))
+        chain.start()
+        return chain

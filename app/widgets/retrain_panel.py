@@ -459,12 +459,12 @@ class RetrainPanel(QWidget):
         return self.result_text + "; comparing with the previous model ..."
 
     def restored(self, entry: core.CheckpointEntry) -> None:
-        """``entry`` of the history is the project's current model again (it is being loaded)."""
+        """``entry`` of the history is the project's current model again (loaded; being put in use)."""
         self.restored_entry = entry
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.set_texts("restored")
-        self._say(f"Model {entry.id} restored: loading it ...")
+        self._say(f"Model {entry.id} restored: putting it in use ...")
         self._label_results()
 
     def model_in_use(self, sources: list[Path]) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generator, Mapping, Sequence
+from typing import Any, Generator, Mapping, Sequence
 
 from core.classes import ClassTable
 from core.errors import StudioError
 from core.generators import Cancel, Progress
+from core.journal import JournalStatus
 from core.labels import LabelMask
 from core.project import CheckpointEntry, Project
 
@@ -32,13 +33,16 @@ def save_mask_job(project: Project, name: str, mask: LabelMask, *,
 class SavedMasks:
     saved: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # name -> why
+    # the crash journal of each failed one when it failed (None: it had none): are the edits on disk?
+    journals: dict[str, JournalStatus | None] = field(default_factory=dict)
 
 
 def save_masks_job(project: Project, masks: Mapping[str, LabelMask], close: bool = False, *,
                    cancel: Cancel = None) -> Generator[Progress, None, SavedMasks]:
     """Save every mask with unsaved changes (never skipped on cancel); ``close``: then let the
-    project forget each saved one (leaving a project). A failure is reported, not raised: the
-    edits stay in that mask's journal."""
+    project forget each saved one (leaving a project). A failure is reported, not raised: that
+    mask stays dirty in memory (and in its crash journal, while the journal can be written:
+    ``Project.journal_status``)."""
     out = SavedMasks()
     items = list(masks.items())
     for k, (name, mask) in enumerate(items):
@@ -47,6 +51,7 @@ def save_masks_job(project: Project, masks: Mapping[str, LabelMask], close: bool
                 project.save_mask(name, mask)
             except (StudioError, OSError) as exc:
                 out.failed[name] = str(exc)
+                out.journals[name] = project.journal_status(name)
             else:
                 out.saved.append(name)
         if close and name not in out.failed:
@@ -92,16 +97,29 @@ def recover_job(project: Project, names: Sequence[str], recover: bool, *,
 def create_project_job(root: Path, classes: ClassTable, images: Sequence[Path], *,
                        cancel: Cancel = None) -> Generator[Progress, None, Path]:
     """A new project folder holding copies of ``images`` (each is checked first; nothing is
-    copied when one cannot be read)."""
+    copied when one cannot be read), closed again (open it to work in it)."""
     yield Progress(fraction=0.0, message=f"making the project {Path(root).name}")
     project = Project.create(root, classes)
-    if images:
-        project.add_images(images)
+    try:
+        if images:
+            project.add_images(images)
+    finally:
+        project.close()  # the lock goes now, not when this object is collected: the caller opens it next
     return project.root
 
 
-def restore_model_job(project: Project, entry_id: str, *, cancel: Cancel = None
-                      ) -> Generator[Progress, None, CheckpointEntry]:
-    """Make an earlier model of the history the current one (the caller loads ``entry.path``)."""
-    yield Progress(fraction=0.0, message=f"restoring model {entry_id}")
-    return project.restore(entry_id)
+def close_project_job(project: Project, *, cancel: Cancel = None) -> Generator[Progress, None, None]:
+    """Close a project (its journals are written out, its lock is given back): queue it after the
+    project's last save. Never skipped on cancel."""
+    yield Progress(fraction=0.0, message=f"closing the project {project.name}")
+    project.close()
+
+
+def restore_model_job(project: Project, entry_id: str, device: Any = None, *, cancel: Cancel = None
+                      ) -> Generator[Progress, None, tuple[CheckpointEntry, Any]]:
+    """Make an earlier model of the history the current one: ``Project.restore_model`` loads it
+    (safely, checking it predicts the project's classes) before anything changes, so a damaged
+    checkpoint raises CheckpointError and leaves the history as it was. Returns ``(entry,
+    core.LoadedModel)``. Loads the model: run it in a worker."""
+    yield Progress(fraction=0.0, message=f"loading model {entry_id} of the history")
+    return project.restore_model(entry_id, device)

@@ -217,15 +217,15 @@ def test_the_demo_model_says_what_it_knows_on_a_photo(qtbot, window, scenes, tmp
     window.open_model(BUNDLED_CHECKPOINT)
     window.open_folder(scenes)  # the demo's own scenes: no note
     qtbot.waitUntil(lambda: window.controller.outcome is not None, timeout=30000)
-    notes = window.project_ui.notices
-    assert notes.notice("demo-model") is None
+    notes = window.banners
+    assert notes.banner("demo-model") is None
     window.open_image(photos / "holiday.png")
-    qtbot.waitUntil(lambda: notes.notice("demo-model") is not None, timeout=20000)
-    note = notes.notice("demo-model")
+    qtbot.waitUntil(lambda: notes.banner("demo-model") is not None, timeout=20000)
+    note = notes.banner("demo-model")
     assert "synthetic scenes" in note.text and "10 classes" in note.text and "skyscraper" in note.text
     assert note.isVisible()
     window.show_message("something else")  # a status line does not replace it
-    assert notes.notice("demo-model") is not None
+    assert notes.banner("demo-model") is not None
     qtbot.mouseClick(note.buttons["Get a pretrained model..."], LEFT)
     dlg = window.project_ui.zoo_dialog
     qtbot.waitExposed(dlg)
@@ -233,10 +233,10 @@ def test_the_demo_model_says_what_it_knows_on_a_photo(qtbot, window, scenes, tmp
     dlg.reject()
     # closed by the user: it stays closed for this model; another model shows no such note
     qtbot.mouseClick(note.close_button, LEFT)
-    assert notes.notice("demo-model") is None
+    assert notes.banner("demo-model") is None
     window.open_image(photos / "holiday.png")
     qtbot.wait(300)
-    assert notes.notice("demo-model") is None
+    assert notes.banner("demo-model") is None
     # a model of real classes on the same photo: no note
     other = tmp_path / "voc.safetensors"
     voc = core.ClassTable.builtin("voc")
@@ -245,4 +245,4 @@ def test_the_demo_model_says_what_it_knows_on_a_photo(qtbot, window, scenes, tmp
     window.open_model(other)
     qtbot.waitUntil(lambda: window.controller.loaded is not None and window.controller.loaded.sources == [other],
                     timeout=20000)
-    assert notes.notice("demo-model") is None
+    assert notes.banner("demo-model") is None

@@ -99,12 +99,12 @@ def test_new_project_with_voc_classes_refuses_the_models_ids_until_the_model_is_
     qtbot.waitUntil(lambda: ed.project is not None and ed.mask is not None and c.outcome is not None, timeout=30000)
     assert core.ClassTable.load(root / "classes.json") == voc and ed.project.classes == voc
     # the note stays above the image; the tools have nothing to paint in
-    notes = window.project_ui.notices
-    note = notes.notice("classes")
-    assert note is not None and note.isVisible() and note.close_button is None
+    notes = window.banners
+    note = notes.banner("classes")
+    assert note is not None and note.isVisible() and not note.closable
     assert "Painting is off" in note.text and "10 classes" in note.text and "21 classes" in note.text
     window.show_message("another message")
-    assert notes.notice("classes") is note
+    assert notes.banner("classes") is note
     assert not _paintable(window)
     for tool in ("brush", "accept", "fill"):
         window.act.tools[tool].trigger()
@@ -126,7 +126,7 @@ def test_new_project_with_voc_classes_refuses_the_models_ids_until_the_model_is_
     entry = ed.project.current_checkpoint
     assert entry is not None and c.loaded.sources == [entry.path] and "21 classes" in entry.note
     assert out.kept == ["boat", "car"]  # the synthetic classes that are VOC classes keep their training
-    assert notes.notice("classes") is None and _paintable(window)
+    assert notes.banner("classes") is None and _paintable(window)
     # painting works now, in the project's ids, and it retrains on them
     qtbot.waitUntil(lambda: c.outcome is not None and c.predictor.model is c.loaded.model, timeout=20000)
     window.act.tools["brush"].trigger()
@@ -164,9 +164,9 @@ def test_a_missing_or_damaged_class_table_is_chosen_again(qtbot, window, tiny_ck
     qtbot.waitUntil(lambda: ed.project is not None and ed.mask is not None, timeout=20000)
     assert core.ClassTable.load(corrected / "classes.json") == table
     assert {n: (corrected / "masks" / f"{n}.png").read_bytes() for n in before} == before
-    note = window.project_ui.notices.notice("folder")
+    note = window.banners.banner("folder")
     assert note is not None and "with the saved class table (10 classes)" in note.text
-    assert window.project_ui.notices.notice("classes") is None  # the model's classes are the project's
+    assert window.banners.banner("classes") is None  # the model's classes are the project's
 
 
 def test_a_damaged_table_is_kept_beside_the_chosen_one(qtbot, window, corrected):
@@ -178,7 +178,7 @@ def test_a_damaged_table_is_kept_beside_the_chosen_one(qtbot, window, corrected)
     assert seen and seen[0].damaged
     qtbot.waitUntil(lambda: window.editor.project is not None, timeout=20000)
     assert (corrected / "classes.json.damaged").read_text() == '{"classes": [{"name": 3}]}'
-    assert "kept beside it" in window.project_ui.notices.notice("folder").text
+    assert "kept beside it" in window.banners.banner("folder").text
 
 
 def _images_folder(tmp_path: Path, scenes: Path) -> Path:
@@ -211,7 +211,7 @@ def test_a_folder_of_images_without_classes_becomes_a_project_or_opens_as_plain_
         assert len(asked) == 1 and not asked[0].is_project
         c = w.controller
         assert c.folder is not None and not c.folder.is_project and len(c.folder.entries) == 2
-        note = w.project_ui.notices.notice("folder")
+        note = w.banners.banner("folder")
         assert "opened as plain images" in note.text and "not opened as a project" in note.text
         assert not (root / "classes.json").exists() and not (root / "project.json").exists()
         # "Choose a class table...": asked again; VOC makes it a project
@@ -220,7 +220,7 @@ def test_a_folder_of_images_without_classes_becomes_a_project_or_opens_as_plain_
         qtbot.waitUntil(lambda: c.folder.is_project, timeout=10000)
         assert core.ClassTable.load(root / "classes.json") == voc and (root / "project.json").is_file()
         assert "is a project now, with the PASCAL VOC class table (21 classes)" in \
-            w.project_ui.notices.notice("folder").text
+            w.banners.banner("folder").text
     finally:
         ProjectUi.choose_classes = orig
     w.close()
@@ -261,11 +261,11 @@ def test_classes_added_later_keep_every_mask_valid(qtbot, window, tiny_ckpt, cor
     for n, data in saved.items():
         np.testing.assert_array_equal(core.read_mask(corrected / "masks" / f"{n}.png", table), data)
     # the model predicts the old table: painting waits, with the note; the open mask takes the new id
-    assert window.project_ui.notices.notice("classes") is not None and mask.num_classes == 11
-    assert "1 class(es) more" in window.project_ui.notices.notice("classes").text
+    assert window.banners.banner("classes") is not None and mask.num_classes == 11
+    assert "1 class(es) more" in window.banners.banner("classes").text
     with qtbot.waitSignal(c.opening.adapted, timeout=30000) as blocker:
         window.act.adapt_model.trigger()
     assert blocker.args[0].kept == list(old.names)  # the ten known classes keep their training
-    qtbot.waitUntil(lambda: c.loaded.classes == table and window.project_ui.notices.notice("classes") is None,
+    qtbot.waitUntil(lambda: c.loaded.classes == table and window.banners.banner("classes") is None,
                     timeout=20000)
     assert c.loaded.model.cfg.num_classes == 11 and window.tool_panel.class_box.count() == 11
