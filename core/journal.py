@@ -270,6 +270,9 @@ class StrokeJournal:
         self._failing_since: float | None = None
         self._durable: int | None = None
         self._attempts = 0  # write attempts finished (good or refused)
+        self._begun = 0  # write attempts begun; flush() only trusts an answer to one begun after it
+        self._answered = 0  # the number (in begun order) of the last attempt that finished
+        self._asked = 0  # new edits and flush() calls: each one cuts a retry wait short
 
     # ---- reading ------------------------------------------------------------------------------
     def _read(self) -> tuple[bytes, list[tuple[int, int]]]:
@@ -397,21 +400,24 @@ class StrokeJournal:
         with self._io:
             with self._cond:
                 batch = list(self._queue)
-            if not batch:
-                return
+                if not batch:
+                    return
+                self._begun += 1
+                attempt = self._begun
             blobs = [self._encoded(item) for _seq, item in batch]
             with self._cond:  # encoded once: a retry writes the same bytes
                 self._queue[:len(batch)] = list(zip((s for s, _ in batch), blobs))
             try:
                 self._write_file(b"".join(blobs))
             except OSError as exc:
-                self._refused(exc)
+                self._refused(exc, attempt)
                 raise
             with self._cond:
                 del self._queue[:len(batch)]
                 self._session.extend((s, b) for (s, _), b in zip(batch, blobs) if b)
                 self._durable = batch[-1][0]
                 self._attempts += 1
+                self._answered = attempt
                 recovered = bool(self._reason)
                 self._reason, self._failing_since = "", None
                 status = self._status_locked()
@@ -421,7 +427,7 @@ class StrokeJournal:
             with self._cond:
                 self._cond.notify_all()
 
-    def _refused(self, exc: OSError) -> None:
+    def _refused(self, exc: OSError, attempt: int) -> None:
         reason = f"{self.path}: cannot write the edit journal: {exc.strerror or exc}"
         with self._cond:
             changed = reason != self._reason
@@ -429,6 +435,7 @@ class StrokeJournal:
             if self._failing_since is None:
                 self._failing_since = time.time()
             self._attempts += 1
+            self._answered = attempt
             status = self._status_locked()
         if changed:  # listeners hear it before flush() returns
             log.warning("%s (the edits are kept in memory and written when the disk takes them)", reason)
@@ -452,6 +459,7 @@ class StrokeJournal:
                     self._thread = None
                     self._cond.notify_all()
                     return
+                asked = self._asked
             try:
                 self._write_pending()
             except OSError:
@@ -460,7 +468,8 @@ class StrokeJournal:
                         self._thread = None
                         self._cond.notify_all()
                         return
-                    self._cond.wait(delay)  # a new edit, flush() or close() wakes it sooner
+                    # a new edit, flush() or close() (even one made during the attempt) retries at once
+                    self._cond.wait_for(lambda: self._asked != asked or self._closing, delay)
                 delay = min(2 * delay, _RETRY_MAX_S)
             else:
                 delay = _RETRY_MIN_S
@@ -479,6 +488,7 @@ class StrokeJournal:
                 return  # already in the saved mask
             self._queue.append((seq, encode))
             self._closing = False
+            self._asked += 1
             self._ensure_thread()
             self._cond.notify_all()
 
@@ -507,10 +517,12 @@ class StrokeJournal:
         with self._cond:
             if not self._queue:
                 return True
-            start = self._attempts
+            # an attempt already under way may have read the disk's old answer: wait for a new one
+            start = self._begun
+            self._asked += 1
             self._ensure_thread()
             self._cond.notify_all()
-            self._cond.wait_for(lambda: not self._queue or (self._reason and self._attempts > start), timeout)
+            self._cond.wait_for(lambda: not self._queue or (self._reason and self._answered > start), timeout)
             return not self._queue
 
     def close(self, timeout: float | None = 5.0) -> bool:
