@@ -94,16 +94,18 @@ class RegionScore:
 
     def reason(self) -> str:
         """Why this region is uncertain, in words: "main and aux heads disagree on 62 % of this
-        40x40 region; mean entropy 1.30 nats (uncertainty 0.71, 100 % unlabelled)"."""
+        40x40 region; mean entropy 1.30 nats"."""
         w, h = self.size
         parts = []
         if not math.isnan(self.disagreement):
             parts.append(f"main and aux heads disagree on {100 * self.disagreement:.0f} % of this {w}x{h} region")
-        else:
-            parts.append(f"this {w}x{h} region")
         if not math.isnan(self.entropy):
-            parts.append(f"mean entropy {self.entropy:.2f} nats")
-        return "; ".join(parts) + f" (uncertainty {self.score:.2f}, {100 * self.unlabelled:.0f} % unlabelled)"
+            parts.append(f"mean entropy {self.entropy:.2f} nats" + ("" if parts else f" in this {w}x{h} region"))
+        return "; ".join(parts) or f"uncertainty {self.score:.2f} in this {w}x{h} region"
+
+    def details(self) -> str:
+        """The numbers behind the ranking: "uncertainty 0.71 (0 = sure, 1 = clueless), 100 % unlabelled"."""
+        return f"uncertainty {self.score:.2f} (0 = sure, 1 = clueless), {100 * self.unlabelled:.0f} % unlabelled"
 
 
 @dataclass

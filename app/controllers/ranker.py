@@ -190,28 +190,26 @@ class Ranker(QObject):
         if item is None and self.queue.visited:
             self.queue.restart()  # every region was handed out once: start over with the most uncertain
             item = self.queue.next(self._usable)
-            again = "Every uncertain region was shown once; starting again. "
+            again = "; every region was shown once, starting again"
         if item is None:
             self._next_when_ranked = self.ranking
             self.message.emit(self._nothing_left())
             return
         self._next_when_ranked = False
         shown = self.controller.image
-        here = shown is not None and _key(shown.path) == item.key
-        left = (f"the most uncertain of {item.left} unlabelled region{'s' if item.left != 1 else ''} left in "
-                f"{item.images} image{'s' if item.images != 1 else ''}")
-        if self.ranking:
-            left += " scored so far (the other images are being ranked)"
-        if here:
-            self._hand_out(item.key, item.region, again + left)
+        scope = "in the images scored so far (ranking the others)" if self.ranking else "in the project"
+        why = (f"the most uncertain unlabelled region left {scope} ({item.left} in {item.images} "
+               f"image{'s' if item.images != 1 else ''})")
+        if shown is not None and _key(shown.path) == item.key:
+            self._hand_out(item.key, item.region, f"{why}, in {item.key.name}{again}")
             return
-        before = ""
+        where = f"opened {item.key.name}"
         if shown is not None:
             rest = [r for k, r in self.queue.pending(self._usable) if k == _key(shown.path)]
-            before = (f"{shown.path.name} has no unlabelled uncertain region left; " if not rest else
-                      f"a region of {item.key.name} is more uncertain than any left in {shown.path.name}; ")
-        self._pending = (item.key, item.region, again + before + left)
-        self.message.emit(f"Opening {item.key.name} for its most uncertain region ...")
+            where += (f" ({shown.path.name} has no unlabelled uncertain region left)" if not rest else
+                      f" (more uncertain than any region left in {shown.path.name})")
+        self._pending = (item.key, item.region, f"{why}; {where}{again}")
+        self.message.emit(f"Opening {item.key.name} for the most uncertain region left ...")
         self.controller.open_image(item.key)
 
     def _hand_out(self, key: Path, region: core.RegionScore, why: str) -> None:
@@ -220,8 +218,8 @@ class Ranker(QObject):
             return
         self.shown_region = region
         self.regionRequested.emit(region)
-        y0, y1, x0, x1 = region.region
-        text = f"{shown.path.name}, region at x {x0}, y {y0}: {region.reason()}; {why}"
+        reason = region.reason()
+        text = f"{reason[:1].upper()}{reason[1:]}: {why}"  # the reason first: a long status line is cut at its end
         out = self.controller.outcome
         predicted = out is not None and out.path is not None and _key(out.path) == key
         self._say_again = None if predicted else (key, text)

@@ -48,7 +48,7 @@ class RegionOutline:
         y0, y1, x0, x1 = region.region
         self.path, self.region = (Path(path).resolve() if path is not None else None), region
         self.item.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-        self.item.setToolTip(region.reason())
+        self.item.setToolTip(f"{region.reason()}\n{region.details()}")
         self.item.setVisible(True)
 
     def clear(self) -> None:
