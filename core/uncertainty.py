@@ -1,23 +1,26 @@
 """What to correct next: how unsure the model is, per pixel, per region and per image.
 
-Per pixel the uncertainty mixes two numbers in [0, 1] (:class:`RankingRule`'s ``mix`` is the
-weight of the second; the default is an even mix):
+Per pixel the uncertainty is built from two numbers in [0, 1]:
 
 * the main head's entropy divided by ``log(K)`` (1 = every class equally likely);
 * how much the main and the auxiliary head disagree: the total variation distance
   ``0.5 * sum_k |p_k - q_k|`` between their class probabilities (0 = the same distribution,
   1 = no class in common). PSPNet's aux head sees only layer3, so where it and the main head
-  part ways the pyramid's context decided the pixel, and that is worth a look.
+  part ways the pyramid's context decided the pixel.
 
-Without an auxiliary head the entropy alone is used. Pixels the user has labelled (mask != 255)
-count as settled: they add nothing to an image's score and a region is only suggested where
-most pixels have no label yet.
+The app's rule (:data:`DEFAULT_RULE`) is *gated*: ``entropy * (0.5 + 0.5 * tv)``, the entropy
+raised by up to half again where the heads disagree. Disagreement alone misleads: the aux head
+cannot see context, so it keeps disagreeing wherever context decides the class, also once the
+main head is right there (tests/benchmarks/label_efficiency.py measured each choice; README,
+"Does 'what to correct next' save work?"). Without an auxiliary head the entropy alone is used.
+Pixels the user has labelled (mask != 255) count as settled: they add nothing to an image's
+score and a region is only suggested where most pixels have no label yet.
 
 Regions are the cells of an even grid whose cells are about ``tile`` pixels on a side
-(:func:`default_tile`: a sixth of the image's short side). :func:`region_scores` scores them
+(:func:`default_tile`: an eighth of the image's short side). :func:`region_scores` scores them
 and says why each is uncertain (:meth:`RegionScore.reason`); :func:`rank_regions` orders the
 regions of many images into the one queue "next uncertain region" walks (and the benchmark
-``tests/benchmarks/label_efficiency.py`` corrects).
+corrects in), spread across images: an image's k-th region counts ``0.8 ** k`` of its score.
 """
 
 from __future__ import annotations
@@ -38,17 +41,21 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass(frozen=True)
 class RankingRule:
-    """How pixel uncertainty becomes a ranking of regions (the app uses :data:`DEFAULT_RULE`).
+    """How pixel uncertainty becomes a ranking of regions (the app uses :data:`DEFAULT_RULE`;
+    the label-efficiency benchmark's ``--rule`` tries others).
 
     ``mix``: the weight of main/aux disagreement against normalised entropy (0 = entropy only,
-    1 = disagreement only). ``tile_fraction``: the regions' side as a share of the image's
-    short side (clamped to 16..512 pixels). ``image_decay``: diversity across images; the k-th
-    region taken from one image counts ``image_decay ** k`` of its score when the regions of
-    many images are ordered (1 = pure score order)."""
+    1 = disagreement only). ``gated``: disagreement counts only as far as the main head is
+    unsure (``entropy * ((1 - mix) + mix * tv)``) instead of being added to the entropy.
+    ``tile_fraction``: the regions' side as a share of the image's short side (clamped to
+    16..512 pixels). ``image_decay``: diversity across images; the k-th region taken from one
+    image counts ``image_decay ** k`` of its score when the regions of many images are ordered
+    (1 = pure score order)."""
 
     mix: float = 0.5
-    tile_fraction: float = 1 / 6
-    image_decay: float = 1.0
+    tile_fraction: float = 1 / 8
+    image_decay: float = 0.8
+    gated: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mix <= 1.0:
@@ -121,12 +128,15 @@ class UncertaintyMaps:
     def shape(self) -> tuple[int, int]:
         return int(self.entropy.shape[0]), int(self.entropy.shape[1])
 
-    def combined(self, mix: float = DEFAULT_RULE.mix) -> np.ndarray:
-        """(H, W) float32 in [0, 1]: ``(1 - mix) * entropy / log K + mix * tv`` (entropy alone without aux)."""
+    def combined(self, mix: float = DEFAULT_RULE.mix, gated: bool = DEFAULT_RULE.gated) -> np.ndarray:
+        """(H, W) float32 in [0, 1]: ``(1 - mix) * entropy / log K + mix * tv``, or gated,
+        ``entropy / log K * ((1 - mix) + mix * tv)`` (entropy alone without an aux head)."""
         norm = np.float32(1.0 / math.log(self.num_classes)) if self.num_classes > 1 else np.float32(0.0)
         ent = np.clip(self.entropy * norm, 0.0, 1.0)
         if self.tv is None:
             return ent.astype(np.float32, copy=False)
+        if gated:
+            return (ent * ((1.0 - mix) + mix * self.tv)).astype(np.float32, copy=False)
         return ((1.0 - mix) * ent + mix * self.tv).astype(np.float32, copy=False)
 
 
@@ -163,10 +173,12 @@ def uncertainty_maps(probs: np.ndarray, aux_probs: np.ndarray | None = None, *,
 
 
 def uncertainty_map(probs: np.ndarray, aux_probs: np.ndarray | None = None, *,
-                    entropy: np.ndarray | None = None, mix: float = DEFAULT_RULE.mix) -> np.ndarray:
+                    entropy: np.ndarray | None = None, mix: float = DEFAULT_RULE.mix,
+                    gated: bool = DEFAULT_RULE.gated) -> np.ndarray:
     """(H, W) float32 in [0, 1] from the main head's (K, H, W) probabilities and optionally the
-    aux head's; ``entropy`` (H, W, nats) saves recomputing the main head's entropy."""
-    return uncertainty_maps(probs, aux_probs, entropy=entropy).combined(mix)
+    aux head's (see :meth:`UncertaintyMaps.combined`); ``entropy`` (H, W, nats) saves recomputing
+    the main head's entropy."""
+    return uncertainty_maps(probs, aux_probs, entropy=entropy).combined(mix, gated)
 
 
 def _unlabelled(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -262,35 +274,34 @@ def region_scores(maps: UncertaintyMaps, mask: np.ndarray | None = None, *, k: i
                   rule: RankingRule = DEFAULT_RULE, min_unlabelled: float = 0.5) -> list[RegionScore]:
     """The ``k`` (None: all) most uncertain mostly-unlabelled regions of one prediction under
     ``rule``, highest first, each with the reason (mean entropy, main/aux disagreement)."""
-    umap = maps.combined(rule.mix)
+    umap = maps.combined(rule.mix, rule.gated)
     regions = uncertain_regions(umap, mask, tile=default_tile(maps.shape, rule.tile_fraction), k=k,
                                 min_unlabelled=min_unlabelled)
     return [explain(r, maps, mask) for r in regions]
 
 
 def rank_regions(regions: Mapping[K, Sequence[RegionScore]], rule: RankingRule = DEFAULT_RULE,
-                 limit: int | None = None) -> list[tuple[K, RegionScore]]:
+                 limit: int | None = None, taken: Mapping[K, int] | None = None) -> list[tuple[K, RegionScore]]:
     """The regions of many images as one queue, ``(image key, region)``, most uncertain first.
 
     With ``rule.image_decay`` < 1 an image's k-th region counts ``decay ** k`` of its score, so
-    the queue moves between images instead of draining one. Ties: by key order, then position."""
+    the queue moves between images instead of draining one; ``taken`` counts regions of an image
+    handed out already (a queue walked so far continues as it would have). Ties: by key order,
+    then position."""
     keys = list(regions)
-    heads = []  # (-effective score, key position, index in that image's list)
     lists = {key: sorted(regions[key], key=lambda r: (-r.score, r.region)) for key in keys}
-    taken = {key: 0 for key in keys}
-    for pos, key in enumerate(keys):
-        if lists[key]:
-            heads.append((-lists[key][0].score, pos, 0))
+    count = {key: int((taken or {}).get(key, 0)) for key in keys}
+    heads = [(-lists[key][0].score * rule.image_decay ** count[key], pos, 0)
+             for pos, key in enumerate(keys) if lists[key]]
     heapq.heapify(heads)
     out: list[tuple[K, RegionScore]] = []
     while heads and (limit is None or len(out) < limit):
         _, pos, i = heapq.heappop(heads)
         key = keys[pos]
         out.append((key, lists[key][i]))
-        taken[key] += 1
+        count[key] += 1
         if i + 1 < len(lists[key]):
-            nxt = lists[key][i + 1]
-            heapq.heappush(heads, (-nxt.score * rule.image_decay ** taken[key], pos, i + 1))
+            heapq.heappush(heads, (-lists[key][i + 1].score * rule.image_decay ** count[key], pos, i + 1))
     return out
 
 

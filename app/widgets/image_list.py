@@ -49,8 +49,8 @@ def entry_text(entry: ImageEntry) -> str:
 def _tooltip(entry: ImageEntry) -> str:
     tip = f"{entry.path}\n{entry_text(entry).splitlines()[1]}"
     if entry.score is not None:
-        tip += ("\nuncertainty: mean of main-head entropy and main/aux disagreement over the pixels "
-                "without a label (0 = sure, 1 = clueless)")
+        tip += ("\nuncertainty: the main head's entropy, raised where the main and aux heads disagree, "
+                "over the pixels without a label (0 = sure, 1 = clueless)")
     return tip
 
 

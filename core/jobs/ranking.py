@@ -60,7 +60,7 @@ def assess(prediction: Prediction, mask: np.ndarray | None, *, path: str | Path 
     unlabelled regions under ``rule`` (labelled pixels of ``mask`` count as settled). The app's
     ranking and the label-efficiency benchmark both score images with this."""
     maps = uncertainty_maps(prediction.probs, prediction.aux_probs, entropy=prediction.entropy)
-    umap = maps.combined(rule.mix)
+    umap = maps.combined(rule.mix, rule.gated)
     mask = _fitting(mask, maps.shape)
     return ImageUncertainty(Path(path), umap, image_score(umap, mask), maps, region_scores(maps, mask, k=k, rule=rule))
 
@@ -163,7 +163,10 @@ class RegionQueue(Generic[K]):
         """The queue as it stands: regions not handed out (and ``usable``), in order."""
         left = {key: [r for r in rs if (key, r.region) not in self._visited and (usable is None or usable(key, r))]
                 for key, rs in self._regions.items()}
-        return rank_regions(left, self.rule)
+        taken: dict[K, int] = {}
+        for key, _ in self._visited:  # the walk so far: the spread across images continues from it
+            taken[key] = taken.get(key, 0) + 1
+        return rank_regions(left, self.rule, taken=taken)
 
     @property
     def visited(self) -> int:

@@ -179,6 +179,7 @@ def mc_dropout_bald(model: PSPNet, image: np.ndarray, passes: int, seed: int) ->
 class Pick:
     order: Regions
     seconds_per_image: float  # what choosing cost per pool image (predictions included)
+    scoring_per_image: float = 0.0  # of that, the time outside the model's forward passes
 
 
 def pick(strategy: str, state: "RunState", args: argparse.Namespace) -> Pick:
@@ -196,22 +197,31 @@ def pick(strategy: str, state: "RunState", args: argparse.Namespace) -> Pick:
         return Pick(order, (time.perf_counter() - t0) / len(images))
     predictors = core.Predictors.on(model, args.device)
     per: dict[int, list[core.RegionScore]] = {}
+    scoring = 0.0
     if strategy == "bald":
         for i, (image, mask) in enumerate(zip(images, masks)):
             score = mc_dropout_bald(model, image, args.bald_passes, seed=1000 * state.round + i)
+            t1 = time.perf_counter()
             per[i] = uncertain_regions(score, mask, tile=tile, k=None)
+            scoring += time.perf_counter() - t1
+        t1 = time.perf_counter()
         order = [(i, r.region) for i, r in core.rank_regions(per, core.RankingRule())]
-        return Pick(order, (time.perf_counter() - t0) / len(images))
+        scoring += time.perf_counter() - t1
+        return Pick(order, (time.perf_counter() - t0) / len(images), scoring / len(images))
     rule = state.rule
-    if strategy == "entropy":
-        rule = dataclasses.replace(rule, mix=0.0)
+    if strategy == "entropy":  # the app's ranking with one of its two signals (same regions, same spread)
+        rule = dataclasses.replace(rule, mix=0.0, gated=False)
     elif strategy == "disagreement":
-        rule = dataclasses.replace(rule, mix=1.0)
+        rule = dataclasses.replace(rule, mix=1.0, gated=False)
     for i, (image, mask) in enumerate(zip(images, masks)):
         pred = predictors.single.predict(image)
+        t1 = time.perf_counter()
         per[i] = core.assess(pred, mask, k=None, rule=rule).regions
+        scoring += time.perf_counter() - t1
+    t1 = time.perf_counter()
     order = [(i, r.region) for i, r in core.rank_regions(per, rule)]
-    return Pick(order, (time.perf_counter() - t0) / len(images))
+    scoring += time.perf_counter() - t1
+    return Pick(order, (time.perf_counter() - t0) / len(images), scoring / len(images))
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -224,6 +234,7 @@ class Round:
     regions: int = 0
     images: int = 0  # images those regions were in
     pick_s: float = 0.0  # choosing, per pool image
+    scoring_s: float = 0.0  # of that, outside the forward passes
     train_s: float = 0.0
 
 
@@ -291,10 +302,13 @@ class RunState:
 
 
 def rule_of(args: argparse.Namespace) -> core.RankingRule:
-    fields = {}
+    fields: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in dataclasses.fields(core.RankingRule)}
     for item in args.rule or []:
         key, _, value = item.partition("=")
-        fields[key] = float(value)
+        if key not in kinds:
+            raise SystemExit(f"--rule: {key!r} is not a field of core.RankingRule ({', '.join(kinds)})")
+        fields[key] = value.lower() in ("1", "true", "yes", "on") if kinds[key] in (bool, "bool") else float(value)
     return dataclasses.replace(core.DEFAULT_RULE, **fields)
 
 
@@ -316,7 +330,7 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace) -> Run:
                                                        device=args.device, record=False))
                 state.loaded = out.loaded
                 done.train_s = time.perf_counter() - t0
-                done.pixels, done.pick_s = total, chosen.seconds_per_image
+                done.pixels, done.pick_s, done.scoring_s = total, chosen.seconds_per_image, chosen.scoring_per_image
                 done.miou = evaluate(state.loaded.model, val, args.device)
                 run.rounds.append(done)
                 if args.verbose:
@@ -336,6 +350,7 @@ class Curve:
     miou: np.ndarray  # (seeds, rounds + 1)
     wrong_share: float  # of all corrected pixels, the share the model had wrong
     pick_s: float  # choosing, per pool image, mean
+    scoring_s: float = 0.0  # of that, outside the forward passes
 
     @property
     def mean(self) -> np.ndarray:
@@ -355,7 +370,8 @@ def curves(runs: list[Run]) -> dict[str, Curve]:
         new = sum(x.new for r in mine for x in r.rounds)
         wrong = sum(x.wrong for r in mine for x in r.rounds)
         pick_s = float(np.mean([x.pick_s for r in mine for x in r.rounds[1:]]))
-        out[s] = Curve(s, pixels, miou, wrong / max(1, new), pick_s)
+        scoring_s = float(np.mean([x.scoring_s for r in mine for x in r.rounds[1:]]))
+        out[s] = Curve(s, pixels, miou, wrong / max(1, new), pick_s, scoring_s)
     return out
 
 
@@ -381,6 +397,7 @@ def summary(cs: dict[str, Curve], quick: bool = False) -> dict[str, Any]:
         rows[s] = {"final_miou": float(c.mean[-1]), "final_std": float(c.std[-1]),
                    "pixels_to_target": pixels_to_reach(c.pixels, c.mean, target),
                    "pixels_to_target_per_seed": per_seed, "wrong_share": c.wrong_share, "pick_s": c.pick_s,
+                   "scoring_s": c.scoring_s,
                    "gain_auc": float(np.trapezoid(c.mean - c.mean[0], c.pixels) / max(c.pixels[-1], 1))}
     checks = []
     if quick and "ranking" in rows and "random" in rows:
@@ -414,17 +431,17 @@ def markdown(cs: dict[str, Curve], summ: dict[str, Any], args: argparse.Namespac
     any_curve = next(iter(cs.values()))
     pool_px = args.pool * args.size * args.size
     head = ["strategy"] + [f"{p:,.0f} px ({100 * p / pool_px:.1f} %)" for p in any_curve.pixels] + \
-        [f"px to {100 * summ['target']:.1f} mIoU", "wrong share", "ms / image"]
+        [f"px to {100 * summ['target']:.1f} mIoU", "wrong share", "ms / image (scoring)"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for s, c in cs.items():
         row = summ["rows"][s]
         per = [v for v in row["pixels_to_target_per_seed"]]
         reached = [v for v in per if math.isfinite(v)]
-        spread = (f" ({fmt_px(min(reached))}-{fmt_px(max(reached))}, {len(reached)}/{len(per)} seeds)"
-                  if len(per) > 1 else "")
+        spread = ("" if len(per) < 2 else f" ({len(reached)}/{len(per)} seeds)" if not reached else
+                  f" ({fmt_px(min(reached))}-{fmt_px(max(reached))}, {len(reached)}/{len(per)} seeds)")
         cells_ = [LABELS.get(s, s)] + [f"{100 * m:.1f} ± {100 * d:.1f}" for m, d in zip(c.mean, c.std)]
         cells_ += [fmt_px(row["pixels_to_target"]) + spread, f"{100 * row['wrong_share']:.0f} %",
-                   f"{1000 * row['pick_s']:.0f}"]
+                   f"{1000 * row['pick_s']:.0f} ({1000 * row['scoring_s']:.1f})"]
         lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines)
 
@@ -525,6 +542,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PNG")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    p.add_argument("--cache", metavar="DIR", help="keep the starting model here and reuse it in later runs")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="report the runs saved by earlier --json runs (same settings) instead of running")
     p.add_argument("--verbose", action="store_true")
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # its sizes, unless given
         p.set_defaults(**{k: v for k, v in QUICK.items() if k != "finetune"})
@@ -556,11 +576,27 @@ def run_all(args: argparse.Namespace, on_run: Callable[[Run], None] | None = Non
     return runs
 
 
+WEAK_KEYS = ("size", "width", "pretrain", "pretrain_scenes", "labelled", "weak_steps", "device")
+
+
 def prepare(args: argparse.Namespace, folder: str) -> float:
-    """Train the starting model into ``folder`` (``args.weak_state``); returns its held-out mIoU."""
+    """Train the starting model into ``folder`` (``args.weak_state``), or take it from ``--cache``
+    (it depends only on WEAK_KEYS, and training is deterministic); returns its held-out mIoU."""
     args.weak_state = os.path.join(folder, "weak.pt")
     torch.set_num_threads(args.threads)
+    cached = None
+    if args.cache:
+        key = "-".join(f"{getattr(args, k)}" for k in WEAK_KEYS)
+        cached = Path(args.cache) / f"weak-{key}.pt"
+        if cached.is_file():
+            args.weak_state = str(cached)
+            weak = evaluate(load_weak(args).model, scenes(VAL_SEED, args.val, args.size), args.device)
+            print(f"starting model from {cached}: mIoU {100 * weak:.1f}", file=sys.stderr, flush=True)
+            return weak
     prep = weak_model(args, args.weak_state)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.load(args.weak_state, weights_only=True), cached)
     weak = evaluate(load_weak(args).model, scenes(VAL_SEED, args.val, args.size), args.device)
     print(f"starting model: backbone pre-trained {args.pretrain} steps ({prep['pretrain_s']:.0f} s), then "
           f"{args.weak_steps} steps on {args.labelled} scenes ({prep['weak_s']:.0f} s): mIoU {100 * weak:.1f}",
@@ -576,13 +612,35 @@ def report(runs: list[Run]) -> None:
           f"/round", file=sys.stderr, flush=True)
 
 
+def load_runs(paths: list[str], strategies: list[str]) -> tuple[list[Run], float]:
+    """The runs of earlier ``--json`` files (later files replace a strategy and seed of earlier ones)."""
+    found: dict[tuple[str, int], Run] = {}
+    weak = math.nan
+    for path in paths:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        weak = data.get("weak_miou", weak)
+        names = {f.name for f in dataclasses.fields(Round)}
+        for r in data["runs"]:
+            rounds = [Round(**{k: v for k, v in x.items() if k in names}) for x in r["rounds"]]
+            found[(r["strategy"], r["seed"])] = Run(r["strategy"], r["seed"], rounds)
+    order = {s: i for i, s in enumerate(strategies)}
+    runs = sorted((r for r in found.values() if r.strategy in order), key=lambda r: (order[r.strategy], r.seed))
+    return runs, weak
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     t0 = time.perf_counter()
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="label-efficiency-model-") as tmp:
-        weak = prepare(args, tmp)
-        run_all(args, lambda run: (runs.append(run), report(runs)))
+    if args.merge:
+        runs, weak = load_runs(args.merge, args.strategies)
+    else:
+        with tempfile.TemporaryDirectory(prefix="label-efficiency-model-") as tmp:
+            weak = prepare(args, tmp)
+            run_all(args, lambda run: (runs.append(run), report(runs)))
+    if args.json and not args.merge:  # the runs first: a report that fails loses nothing
+        Path(args.json).write_text(json.dumps({"weak_miou": weak, "runs": [dataclasses.asdict(r) for r in runs]},
+                                              default=float) + "\n", encoding="utf-8")
     cs = curves(runs)
     summ = summary(cs, quick=args.quick)
     tile = default_tile((args.size, args.size), rule_of(args).tile_fraction)
@@ -591,8 +649,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nmIoU in % (mean ± std over seeds {', '.join(map(str, args.seeds))}) on {args.val} held-out "
           f"{args.size}x{args.size} scenes after each round of {args.budget:,} corrected pixels (regions of about "
           f"{tile}x{tile}) on a pool of {args.pool} scenes; 'wrong share': of the corrected pixels, those the model "
-          f"had wrong; 'ms / image': choosing the regions, per pool image (predictions included; BALD "
-          f"{args.bald_passes} passes). Rule: {rule_of(args)}.")
+          f"had wrong; 'ms / image': choosing the regions, per pool image: the forward passes (1; BALD "
+          f"{args.bald_passes}) and, in brackets, the scoring and ordering alone. Rule: {rule_of(args)}.")
     for text_, ok in summ["checks"]:
         print(f"- [{'x' if ok else ' '}] {text_}")
     elapsed = time.perf_counter() - t0
@@ -600,7 +658,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"config": {k: v for k, v in vars(args).items() if k not in ("weak_state",)}, "weak_miou": weak,
               "tile": tile, "rule": dataclasses.asdict(rule_of(args)), "seconds": elapsed,
               "curves": {s: {"pixels": c.pixels.tolist(), "miou": c.miou.tolist(), "wrong_share": c.wrong_share,
-                             "pick_s": c.pick_s} for s, c in cs.items()},
+                             "pick_s": c.pick_s, "scoring_s": c.scoring_s} for s, c in cs.items()},
               "summary": {"target": summ["target"], "rows": summ["rows"],
                           "checks": [{"check": t, "ok": ok} for t, ok in summ["checks"]]},
               "runs": [dataclasses.asdict(r) for r in runs]}
