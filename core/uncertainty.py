@@ -152,10 +152,13 @@ def _check(probs: np.ndarray, aux_probs: np.ndarray | None, entropy: np.ndarray 
 
 
 def uncertainty_maps(probs: np.ndarray, aux_probs: np.ndarray | None = None, *,
-                     entropy: np.ndarray | None = None) -> UncertaintyMaps:
+                     entropy: np.ndarray | None = None, labels: np.ndarray | None = None) -> UncertaintyMaps:
     """The entropy, main/aux distance and disagreement maps of (K, H, W) probabilities (in row
-    blocks, so the temporaries stay small); ``entropy`` (H, W, nats) saves recomputing it."""
+    blocks, so the temporaries stay small); ``entropy`` (H, W, nats) and ``labels`` (the main
+    head's argmax) save recomputing them."""
     k, h, w = _check(probs, aux_probs, entropy)
+    if labels is not None and np.shape(labels) != (h, w):
+        labels = None
     ent_out = np.empty((h, w), np.float32)
     tv_out = np.empty((h, w), np.float32) if aux_probs is not None else None
     dis_out = np.empty((h, w), bool) if aux_probs is not None else None
@@ -168,7 +171,8 @@ def uncertainty_maps(probs: np.ndarray, aux_probs: np.ndarray | None = None, *,
         if aux_probs is not None:
             q = np.asarray(aux_probs[:, y:y + _ROWS], np.float32)
             tv_out[y:y + _ROWS] = np.clip(0.5 * np.abs(p - q).sum(0), 0.0, 1.0)
-            dis_out[y:y + _ROWS] = p.argmax(0) != q.argmax(0)
+            top = labels[y:y + _ROWS] if labels is not None else p.argmax(0)
+            dis_out[y:y + _ROWS] = top != q.argmax(0)
     return UncertaintyMaps(ent_out, tv_out, dis_out, k)
 
 

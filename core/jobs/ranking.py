@@ -59,7 +59,8 @@ def assess(prediction: Prediction, mask: np.ndarray | None, *, path: str | Path 
     """The uncertainty of one prediction: maps, image score and the ``k`` most uncertain mostly
     unlabelled regions under ``rule`` (labelled pixels of ``mask`` count as settled). The app's
     ranking and the label-efficiency benchmark both score images with this."""
-    maps = uncertainty_maps(prediction.probs, prediction.aux_probs, entropy=prediction.entropy)
+    maps = uncertainty_maps(prediction.probs, prediction.aux_probs, entropy=prediction.entropy,
+                            labels=getattr(prediction, "labels", None))
     umap = maps.combined(rule.mix, rule.gated)
     mask = _fitting(mask, maps.shape)
     return ImageUncertainty(Path(path), umap, image_score(umap, mask), maps, region_scores(maps, mask, k=k, rule=rule))

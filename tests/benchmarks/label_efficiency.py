@@ -16,7 +16,8 @@ Strategies, same annotator, budget, scenes and seeds:
 * ``scan`` -- image after image, cells in reading order (what a person without a ranking does);
 * ``entropy`` / ``disagreement`` -- the app's ranking with only one of its two signals;
 * ``bald`` -- MC-dropout BALD (``--bald-passes`` full forward passes with dropout on, mutual
-  information per pixel, cells by mean score): the anchors' method, the expensive reference.
+  information per pixel, cells by mean score, ordered as the app's ranking orders its cells):
+  the anchors' method, the expensive reference.
 
 Prints, per strategy, mIoU against corrected pixels (mean +- std over ``--seeds``), the pixels
 each needs to reach a fixed mIoU (the random strategy's final mean mIoU), the share of corrected
@@ -205,7 +206,8 @@ def pick(strategy: str, state: "RunState", args: argparse.Namespace) -> Pick:
             per[i] = uncertain_regions(score, mask, tile=tile, k=None)
             scoring += time.perf_counter() - t1
         t1 = time.perf_counter()
-        order = [(i, r.region) for i, r in core.rank_regions(per, core.RankingRule())]
+        # the same cells and the same spread across images as the app's ranking: only the signal differs
+        order = [(i, r.region) for i, r in core.rank_regions(per, state.rule)]
         scoring += time.perf_counter() - t1
         return Pick(order, (time.perf_counter() - t0) / len(images), scoring / len(images))
     rule = state.rule
