@@ -65,7 +65,7 @@ from core.generators import run_to_end  # noqa: E402
 from core.uncertainty import default_tile, uncertain_regions  # noqa: E402
 
 STRATEGIES = ("ranking", "random", "scan", "entropy", "disagreement", "bald")
-LABELS = {"ranking": "app's ranking (entropy + disagreement)", "random": "random regions", "scan": "sequential scan",
+LABELS = {"ranking": "the app's ranking (N)", "random": "random regions", "scan": "sequential scan",
           "entropy": "entropy only", "disagreement": "main/aux disagreement only",
           "bald": "MC-dropout BALD"}
 COLORS = {"ranking": (31, 119, 180), "random": (127, 127, 127), "scan": (140, 86, 75), "entropy": (44, 160, 44),
@@ -544,6 +544,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--plot", metavar="PNG")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    p.add_argument("--time-assess", metavar="K,H,W",
+                   help="only time core.assess (the ranking's scoring of one image) on K-class HxW probabilities")
     p.add_argument("--cache", metavar="DIR", help="keep the starting model here and reuse it in later runs")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="report the runs saved by earlier --json runs (same settings) instead of running")
@@ -630,8 +632,33 @@ def load_runs(paths: list[str], strategies: list[str]) -> tuple[list[Run], float
     return runs, weak
 
 
+def time_assess(spec: str, repeats: int = 3) -> list[float]:
+    """Seconds per call of core.assess on random K-class HxW main and aux probabilities."""
+    k, h, w = (int(v) for v in spec.split(","))
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((k, h, w), dtype=np.float32) * 3
+    probs = np.exp(logits - logits.max(0))
+    probs /= probs.sum(0)
+    del logits
+    aux = np.roll(probs, 1, axis=1)
+    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(0)
+    pred = core.Prediction(labels=probs.argmax(0).astype(np.uint8), probs=probs, aux_probs=aux,
+                           confidence=probs.max(0), entropy=entropy)
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        core.assess(pred, None)
+        out.append(time.perf_counter() - t)
+    print(f"core.assess on a {k}-class {w}x{h} prediction (main + aux): "
+          f"{', '.join(f'{1000 * s:.0f}' for s in out)} ms")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.time_assess:
+        torch.set_num_threads(args.threads)
+        return {"assess_s": time_assess(args.time_assess), "ok": True}
     t0 = time.perf_counter()
     runs: list[Run] = []
     if args.merge:

@@ -50,6 +50,13 @@ def test_disagreement_is_the_total_variation_distance():
     np.testing.assert_allclose(uncertainty_map(p, q, entropy=ent, gated=False), full, atol=1e-5)
     gated = ent / math.log(5) * (0.5 + 0.5 * 0.5 * np.abs(p - q).sum(0))
     np.testing.assert_allclose(uncertainty_map(p, q, entropy=ent), gated, atol=1e-5)
+    # the disagreement map: the two heads' most likely classes differ (with or without the labels given)
+    q = np.exp(rng.normal(size=p.shape)).astype(np.float32)
+    q /= q.sum(0)
+    differ = p.argmax(0) != q.argmax(0)
+    assert 0 < differ.sum() < differ.size
+    np.testing.assert_array_equal(core.uncertainty_maps(p, q).disagree, differ)
+    np.testing.assert_array_equal(core.uncertainty_maps(p, q, labels=p.argmax(0).astype(np.uint8)).disagree, differ)
 
 
 def test_bad_shapes_are_refused():
