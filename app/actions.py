@@ -120,7 +120,8 @@ class Actions:
         self.show_mask.setChecked(True)
         # --- what to correct next, retraining
         self.next_region = a("Next &Uncertain Region", rk.next_region, "N",
-                             "Zoom to the most uncertain region that has no label yet")
+                             "Outline the most uncertain unlabelled region left in the project and zoom to it "
+                             "(opening its image), and say why it was chosen")
         self.rank = a("&Rank Images by Uncertainty", rk.rank_all, "Ctrl+U",
                       "Predict and score every image: main/aux disagreement and entropy where unlabelled")
         self.retrain = a("&Retrain on Corrections", w.retrain, "Ctrl+R",

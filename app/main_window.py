@@ -30,6 +30,7 @@ from app.tools.interaction import CanvasTools
 from app.views.canvas import ImageCanvas
 from app.views.heads_view import HeadsView
 from app.views.pyramid_view import PyramidView
+from app.views.region_outline import RegionOutline
 from app.views.segmentation_view import SegmentationView, hover_text
 from app.widgets.image_list import ImageList
 from app.widgets.legend import LegendWidget
@@ -229,8 +230,14 @@ class MainWindow(QMainWindow):
         self.retrain_panel.restoreRequested.connect(rt.restore)
         self.retrain_panel.imageRequested.connect(self._open_project_image)
         rk.regionRequested.connect(self.zoom_to_region)
-        rk.rankingProgress.connect(lambda done, n: self.show_message(f"Ranking images by uncertainty: {done}/{n}"))
+        rk.rankingStarted.connect(lambda n: self.show_message(f"Ranking {n} images by uncertainty in the background ..."))
         rk.message.connect(self.show_message)
+        # what to correct next: the chosen region's outline, the ranking's progress, the sort control
+        self.region_outline = RegionOutline(self.seg.canvas)
+        self.controller.imageChanged.connect(lambda shown: self.region_outline.image_shown(shown.path))
+        rk.rankingProgress.connect(self.image_list.show_ranking)
+        rk.rankingFinished.connect(self.image_list.ranking_finished)
+        self.image_list.sort_box.toggled.connect(lambda on: on and rk.ensure_ranked())
 
     # ------------------------------------------------------------------------------------------
     # settings
@@ -559,6 +566,8 @@ class MainWindow(QMainWindow):
         y0, y1, x0, x1 = region.region if isinstance(region, core.RegionScore) else region
         self.tabs.setCurrentWidget(self.seg)
         self.seg.canvas.vb.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.3)
+        if isinstance(region, core.RegionScore) and self.controller.image is not None:
+            self.region_outline.show(self.controller.image.path, region)
 
     def _open_project_image(self, name: str) -> None:
         project = self.editor.project

@@ -133,6 +133,12 @@ _EXPORTS: dict[str, str] = {
     "uncertain_regions": "core.uncertainty",
     "rank_images": "core.uncertainty",
     "RegionScore": "core.uncertainty",
+    "RankingRule": "core.uncertainty",
+    "DEFAULT_RULE": "core.uncertainty",
+    "UncertaintyMaps": "core.uncertainty",
+    "uncertainty_maps": "core.uncertainty",
+    "region_scores": "core.uncertainty",
+    "rank_regions": "core.uncertainty",
     # jobs and their rule (core/generators.py), shared constants
     "Progress": "core.generators",
     "Cancel": "core.generators",
@@ -204,6 +210,9 @@ _EXPORTS: dict[str, str] = {
     "uncertain_regions_job": "core.jobs.ranking",
     "score_images": "core.jobs.ranking",
     "ranked_indices": "core.jobs.ranking",
+    "assess": "core.jobs.ranking",
+    "RegionQueue": "core.jobs.ranking",
+    "QueuedRegion": "core.jobs.ranking",
     "DemoProgress": "core.jobs.demo_model",
     "DEMO_PROJECT_PARAMS": "core.jobs.demo_model",
     "ensure_demo_project": "core.jobs.demo_model",
@@ -279,7 +288,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         device_name as device_name)
     from core.uncertainty import (
         uncertainty_map as uncertainty_map, image_score as image_score, uncertain_regions as uncertain_regions,
-        rank_images as rank_images, RegionScore as RegionScore)
+        rank_images as rank_images, RegionScore as RegionScore, RankingRule as RankingRule,
+        DEFAULT_RULE as DEFAULT_RULE, UncertaintyMaps as UncertaintyMaps, uncertainty_maps as uncertainty_maps,
+        region_scores as region_scores, rank_regions as rank_regions)
     from core.generators import (
         Progress as Progress, Cancel as Cancel, is_cancelled as is_cancelled, check_cancel as check_cancel,
         as_progress as as_progress, relay as relay, run_to_end as run_to_end)
@@ -316,7 +327,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.jobs.ranking import (
         ImageUncertainty as ImageUncertainty, ScoredImage as ScoredImage, score_prediction as score_prediction,
         uncertain_regions_job as uncertain_regions_job, score_images as score_images,
-        ranked_indices as ranked_indices)
+        ranked_indices as ranked_indices, assess as assess, RegionQueue as RegionQueue,
+        QueuedRegion as QueuedRegion)
     from core.jobs.demo_model import (
         DemoProgress as DemoProgress, DEMO_PROJECT_PARAMS as DEMO_PROJECT_PARAMS,
         ensure_demo_project as ensure_demo_project, train_demo_model as train_demo_model,

@@ -10,7 +10,7 @@ import functools
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QListWidget, QListWidgetItem, QProgressBar, QVBoxLayout, QWidget
 
 import core
 from app.image_folder import ImageEntry, ImageFolder
@@ -49,8 +49,8 @@ def entry_text(entry: ImageEntry) -> str:
 def _tooltip(entry: ImageEntry) -> str:
     tip = f"{entry.path}\n{entry_text(entry).splitlines()[1]}"
     if entry.score is not None:
-        tip += ("\nuncertainty: mean of main-head entropy and main/aux disagreement over the pixels "
-                "without a label (0 = sure, 1 = clueless)")
+        tip += ("\nuncertainty: the main head's entropy, raised where the main and aux heads disagree, "
+                "over the pixels without a label (0 = sure, 1 = clueless)")
     return tip
 
 
@@ -65,8 +65,13 @@ class ImageList(QWidget):
         self.title.setWordWrap(True)
         self.title.setStyleSheet("color: #5f6368;")
         self.sort_box = QCheckBox("Sort by uncertainty")
-        self.sort_box.setToolTip("Most uncertain images first (Image > Rank Images by Uncertainty scores them all)")
+        self.sort_box.setToolTip("Most uncertain images first (scores every image in the background when they "
+                                 "are not ranked yet: Image > Rank Images by Uncertainty)")
         self.sort_box.toggled.connect(lambda _: self.resort())
+        self.rank_progress = QProgressBar()  # the ranking's progress (the sort control starts one)
+        self.rank_progress.setTextVisible(True)
+        self.rank_progress.setMaximumHeight(16)
+        self.rank_progress.setVisible(False)
         self.list = QListWidget()
         self.list.setUniformItemSizes(True)
         self.list.currentRowChanged.connect(self._row_changed)
@@ -74,7 +79,18 @@ class ImageList(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.title)
         lay.addWidget(self.sort_box)
+        lay.addWidget(self.rank_progress)
         lay.addWidget(self.list, 1)
+
+    def show_ranking(self, done: int, total: int) -> None:
+        """Images scored so far by a ranking (shown under the sort control until it ends)."""
+        self.rank_progress.setRange(0, max(1, total))
+        self.rank_progress.setValue(done)
+        self.rank_progress.setFormat(f"ranking by uncertainty: {done}/{total}")
+        self.rank_progress.setVisible(True)
+
+    def ranking_finished(self) -> None:
+        self.rank_progress.setVisible(False)
 
     def _row_changed(self, row: int) -> None:
         if 0 <= row < len(self.order):

@@ -359,7 +359,8 @@ def test_closing_with_unsaved_changes_asks(qtbot, tiny_ckpt, project):
     assert w.controller.shutdown(10000)
 
 
-def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, project):
+def test_uncertainty_score_in_list_and_ranking(qtbot, window, tiny_ckpt, project):
+    """The shown image's score in the list; Rank Images scores them all (N: tests/app/test_next_region.py)."""
     open_project(qtbot, window, tiny_ckpt, project)
     c = window.controller
     qtbot.waitUntil(lambda: c.folder.entries[0].score is not None, timeout=10000)
@@ -367,20 +368,10 @@ def test_uncertainty_score_in_list_and_next_region(qtbot, window, tiny_ckpt, pro
     umap = core.uncertainty_map(pred.probs, pred.aux_probs, entropy=pred.entropy)
     assert c.folder.entries[0].score == pytest.approx(core.image_score(umap), rel=1e-5)
     assert "uncertainty" in window.image_list.text_of(0)
-    # next region: the most uncertain unlabelled tile; the view zooms to it
-    with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
-        window.act.next_region.trigger()
-    region = blocker.args[0]
-    assert region.region == core.uncertain_regions(umap, k=1)[0].region
-    (x0, x1), (y0, y1) = window.seg.canvas.vb.viewRange()
-    ry0, ry1, rx0, rx1 = region.region
-    assert x0 <= rx0 and rx1 <= x1 and y0 <= ry0 and ry1 <= y1
-    assert (x1 - x0) < 0.8 * window.controller.image.image.shape[1]  # zoomed in
-    # label it: the next press goes elsewhere
-    window.editor.mask.assign(region.region, np.zeros((ry1 - ry0, rx1 - rx0), np.uint8))
-    with qtbot.waitSignal(window.ranker.regionRequested, timeout=10000) as blocker:
-        window.act.next_region.trigger()
-    assert blocker.args[0].region != region.region
+    # the shown image's regions are the ranking's (core.region_scores), most uncertain first
+    regions = window.ranker.current.regions
+    assert regions[0].region == core.uncertain_regions(umap, k=1)[0].region
+    assert [r.score for r in regions] == sorted((r.score for r in regions), reverse=True)
     # rank every image: all get scores; sorting puts the most uncertain first
     with qtbot.waitSignal(window.ranker.rankingFinished, timeout=60000):
         window.act.rank.trigger()
