@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "PSPNetOutput": "core.model",
     "Internals": "core.model",
     "PyramidLevel": "core.model",
+    "optimize_for_inference": "core.model.inference",
+    "InferencePSPNet": "core.model.inference",
     "pspnet_loss": "core.loss",
     "LossParts": "core.loss",
     "IGNORE_INDEX": "core.loss",
