@@ -66,6 +66,9 @@ _EXPORTS: dict[str, str] = {
     "train": "core.training",
     "finetune": "core.training",
     "export_onnx": "core.export",
+    "recommended_threads": "core.threads",
+    "apply_thread_settings": "core.threads",
+    "ThreadSettingError": "core.threads",
     # mask correction and the project folder
     "LabelMask": "core.labels",
     "Region": "core.labels",

@@ -121,8 +121,9 @@ class InferencePSPNet(PSPNet):
         shift = head.bn.bias if isinstance(head.bn, ChannelShift) else None
         if shift is not None and use_fusion(x):
             if spread is None:
-                return conv_relu(conv, x, weight=weight, bias=shift), levels
-            return conv_add_relu(conv, x, spread.to(x.dtype).contiguous(), weight=weight, bias=shift), levels
+                return conv_relu(conv, x, weight=weight, bias=shift, slot="layer4"), levels
+            return conv_add_relu(conv, x, spread.to(x.dtype).contiguous(), weight=weight, bias=shift,
+                                 slot="layer4"), levels
         pre = F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation)
         if spread is not None:
             pre = pre + spread.to(pre.dtype)

@@ -275,6 +275,26 @@ def test_fusion_is_used_on_the_cpu():
     assert not fused_mod.use_fusion(torch.zeros(1, dtype=torch.float64))
 
 
+def test_packed_weights_follow_changes_and_copies(monkeypatch):
+    """oneDNN's packed weights are a cache: a weight changed in place, or a copy of the module,
+    must not run with stale ones."""
+    model = random_model(depth=50, base_width=4)
+    net = optimize_for_inference(model)
+    x = torch.randn(1, 3, 33, 41)
+    with torch.no_grad():
+        first = net(x).main  # packs
+        twin = copy.deepcopy(net)
+        assert torch.equal(twin(x).main, first)
+        for conv in (net.backbone.conv1, net.backbone.layer2[0].conv3, net.backbone.layer4[1].conv2):
+            conv.weight.mul_(1.5)
+        net.head_weight_layer4.mul_(0.5)  # the split head's own slot
+        changed = net(x).main
+        assert torch.equal(twin(x).main, first)  # the copy kept its own weights
+        monkeypatch.setattr(fused_mod, "PACK_WEIGHTS", False)  # the same computation, nothing cached
+        assert_close(net(x).main, changed, "after the weights changed")
+        assert not torch.allclose(changed, first)
+
+
 def test_concurrent_calls_give_the_same_result():
     model = random_model(depth=18)
     net = optimize_for_inference(model)
