@@ -4,8 +4,9 @@ oneDNN applies an activation and a sum to a convolution's output while it is sti
 ("post-ops"); PyTorch reaches them through ``torch.ops.mkldnn._convolution_pointwise``, the
 kernels ``torch.compile`` emits for CPU convolutions. A folded network (no BatchNorm left, see
 :mod:`core.model.fold`) then runs a bottleneck as three calls instead of eight passes. The
-weights are reordered into oneDNN's blocked layout once (:func:`packed_weight`, kept beside the
-module: about as much memory again as the convolution weights) instead of on every call.
+weights are reordered into oneDNN's blocked layout once (kept beside the module by
+:mod:`core.model.derived`: about as much memory again as the convolution weights) instead of on
+every call, unless ``pack_weights`` is False.
 
 :func:`fuse_activations` swaps the class of each qualifying module (a folded ResNet block, the
 ResNet stem, a head whose BatchNorm became a shift) for a subclass whose forward does this when
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import weakref
 from typing import Sequence
 
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.model.backbone import BasicBlock, Bottleneck, ResNet
+from core.model.derived import derived
 from core.model.fold import ChannelShift
 from core.model.heads import SegHead
 
@@ -82,43 +82,39 @@ def _pointwise_add(x: Tensor, other: Tensor, weight: Tensor, bias: Tensor | None
                                                           list(dilation), groups, "add", 1.0, "relu", [], "")
 
 
-PACK_WEIGHTS = True  # False: give oneDNN the plain weights (reordered on every call); for benchmarks
-_PACKED: "weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[int, int, Tensor]]]" = weakref.WeakKeyDictionary()
-_PACK_LOCK = threading.Lock()
+def _packed(conv: nn.Conv2d, x: Tensor, in_channels: int | None) -> Tensor:
+    """``conv.weight`` (its first ``in_channels`` input channels when given) reordered once into
+    oneDNN's blocked layout; an unpacked weight is reordered again on every call, which costs
+    about a tenth of a PSPNet-50 forward on the CPU."""
+    def make(w: Tensor) -> Tensor:
+        if in_channels is not None:
+            w = w[:, :in_channels]
+        return torch.ops.mkldnn._reorder_convolution_weight(w.contiguous(), list(conv.padding), list(conv.stride),
+                                                            list(conv.dilation), conv.groups, list(x.shape))
+    return derived(conv, f"mkldnn weight[:{in_channels}]", conv.weight, make)
 
 
-def packed_weight(conv: nn.Conv2d, weight: Tensor, x: Tensor, slot: str = "weight") -> Tensor:
-    """``weight`` reordered once into oneDNN's blocked layout for ``conv`` (cached per module and
-    slot, redone when the tensor is replaced or modified in place). An unpacked weight is
-    reordered again on every call, which costs about a tenth of a PSPNet-50 forward on the CPU."""
-    if not PACK_WEIGHTS:
-        return weight
-    key = (weight.data_ptr(), weight._version)
-    entry = _PACKED.get(conv, {}).get(slot)
-    if entry is not None and entry[:2] == key:
-        return entry[2]
-    packed = torch.ops.mkldnn._reorder_convolution_weight(weight, list(conv.padding), list(conv.stride),
-                                                          list(conv.dilation), conv.groups, list(x.shape))
-    with _PACK_LOCK:
-        _PACKED.setdefault(conv, {})[slot] = (*key, packed)
-    return packed
+def _weight(conv: nn.Conv2d, x: Tensor, in_channels: int | None, pack: bool) -> Tensor:
+    if pack:
+        return _packed(conv, x, in_channels)
+    return conv.weight if in_channels is None else conv.weight[:, :in_channels]
 
 
-def conv_relu(conv: nn.Conv2d, x: Tensor, *, relu: bool = True, weight: Tensor | None = None,
-              bias: Tensor | None = None, slot: str = "weight") -> Tensor:
-    """``conv(x)`` (with ``weight`` / ``bias`` in place of the conv's own when given, packed under
-    ``slot``), then ReLU."""
-    w = packed_weight(conv, conv.weight if weight is None else weight, x, slot)
+def conv_relu(conv: nn.Conv2d, x: Tensor, *, relu: bool = True, bias: Tensor | None = None,
+              in_channels: int | None = None, pack: bool = True) -> Tensor:
+    """``conv(x)``, then ReLU (unless ``relu`` is False), in one oneDNN call. ``bias`` replaces
+    the conv's own; ``in_channels``: ``x`` holds only the first that many of the conv's inputs."""
     b = conv.bias if bias is None else bias
-    return _pointwise(x, w, b, conv.padding, conv.stride, conv.dilation, relu=relu, groups=conv.groups)
+    return _pointwise(x, _weight(conv, x, in_channels, pack), b, conv.padding, conv.stride, conv.dilation,
+                      relu=relu, groups=conv.groups)
 
 
-def conv_add_relu(conv: nn.Conv2d, x: Tensor, other: Tensor, *, weight: Tensor | None = None,
-                  bias: Tensor | None = None, slot: str = "weight") -> Tensor:
-    """``relu(conv(x) + other)`` (``weight`` / ``bias`` as in :func:`conv_relu`)."""
-    w = packed_weight(conv, conv.weight if weight is None else weight, x, slot)
+def conv_add_relu(conv: nn.Conv2d, x: Tensor, other: Tensor, *, bias: Tensor | None = None,
+                  in_channels: int | None = None, pack: bool = True) -> Tensor:
+    """``relu(conv(x) + other)`` in one oneDNN call (arguments as in :func:`conv_relu`)."""
     b = conv.bias if bias is None else bias
-    return _pointwise_add(x, other, w, b, conv.padding, conv.stride, conv.dilation, conv.groups)
+    return _pointwise_add(x, other, _weight(conv, x, in_channels, pack), b, conv.padding, conv.stride,
+                          conv.dilation, conv.groups)
 
 
 def _folded(*modules: nn.Module | None) -> bool:
@@ -135,45 +131,57 @@ def _shortcut_ok(block: nn.Module) -> bool:
 
 
 class FusedBottleneck(Bottleneck):
+    pack_weights = True
+
     def forward(self, x: Tensor) -> Tensor:
         if not use_fusion(x):
             return super().forward(x)
-        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False)
-        out = conv_relu(self.conv1, x)
-        out = conv_relu(self.conv2, out)
-        return conv_add_relu(self.conv3, out, identity)
+        p = self.pack_weights
+        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False, pack=p)
+        out = conv_relu(self.conv1, x, pack=p)
+        out = conv_relu(self.conv2, out, pack=p)
+        return conv_add_relu(self.conv3, out, identity, pack=p)
 
 
 class FusedBasicBlock(BasicBlock):
+    pack_weights = True
+
     def forward(self, x: Tensor) -> Tensor:
         if not use_fusion(x):
             return super().forward(x)
-        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False)
-        return conv_add_relu(self.conv2, conv_relu(self.conv1, x), identity)
+        p = self.pack_weights
+        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False, pack=p)
+        return conv_add_relu(self.conv2, conv_relu(self.conv1, x, pack=p), identity, pack=p)
 
 
 class FusedResNet(ResNet):
+    pack_weights = True
+
     def stem(self, x: Tensor) -> Tensor:
         if not use_fusion(x):
             return super().stem(x)
-        x = conv_relu(self.conv1, x)
+        p = self.pack_weights
+        x = conv_relu(self.conv1, x, pack=p)
         if self.cfg.stem == "deep":
-            x = conv_relu(self.conv3, conv_relu(self.conv2, x))
+            x = conv_relu(self.conv3, conv_relu(self.conv2, x, pack=p), pack=p)
         return self.maxpool(x)
 
 
 class FusedSegHead(SegHead):
     """A head whose BatchNorm became a :class:`ChannelShift`: the shift is the fused conv's bias."""
 
+    pack_weights = True
+
     def features(self, x: Tensor) -> Tensor:
         if not use_fusion(x):
             return super().features(x)
-        return conv_relu(self.conv, x, bias=self.bn.bias)
+        return conv_relu(self.conv, x, bias=self.bn.bias, pack=self.pack_weights)
 
 
-def fuse_activations(module: nn.Module) -> int:
+def fuse_activations(module: nn.Module, *, pack_weights: bool = True) -> int:
     """Swap the class of every folded block, stem and head in ``module`` (in place) for its fused
-    subclass; returns how many were swapped. Modules still holding a BatchNorm are left alone."""
+    subclass; returns how many were swapped. Modules still holding a BatchNorm are left alone.
+    ``pack_weights``: keep each weight reordered for oneDNN (faster, as much memory again)."""
     count = 0
     for m in module.modules():
         new = None
@@ -189,6 +197,8 @@ def fuse_activations(module: nn.Module) -> int:
             new = FusedSegHead
         if new is not None:
             m.__class__ = new
+            if not pack_weights:
+                m.pack_weights = False
             count += 1
     return count
 

@@ -15,16 +15,19 @@
   pyramid branch upsampled bilinearly to the feature size. Convolution and upsampling are both
   linear, and the channel mixing of each kernel tap commutes with the (per-channel) upsampling,
   so the branches' share of the convolution is computed on the b x b grids and then spread to
-  the feature size with the separable (row x column) interpolation-and-shift matrices: about a
-  thousandth of the work instead of half of the head (the branches carry half its input
-  channels). With the default PSPNet-50 that is 68 of the model's 341 GFLOP. The concatenation
-  is never built and the branches are upsampled only when the internals are asked for.
+  the feature size with the separable (row x column) interpolation-and-shift matrices: under
+  1 % of the work instead of half of the head (the branches carry half its input channels).
+  With the default PSPNet-50 at 473x473 that removes 68 of the model's 341 GFLOP. The
+  concatenation is never built and the branches are upsampled only when the internals are
+  asked for.
 - **ReLU and the residual sum run inside the convolutions** on the CPU (oneDNN post-ops through
   ``torch.ops.mkldnn._convolution_pointwise``, the kernels ``torch.compile`` uses): no separate
-  pass over each activation for the ReLU, the shortcut addition or the heads' shift. The blocks'
-  classes become subclasses that do this when the input is a float32 CPU tensor outside autograd
-  and oneDNN is there (checked once against ``F.conv2d``), and run as before otherwise (a GPU,
-  autocast, gradients).
+  pass over each activation for the ReLU, the shortcut addition or the heads' shift, and each
+  weight reordered into oneDNN's layout once instead of on every call (``pack_weights``; that
+  copy costs as much memory again as the convolution weights). The blocks' classes become
+  subclasses (:mod:`core.model.fused`) that do this when the input is a float32 CPU tensor
+  outside autograd and oneDNN is there (checked once against ``F.conv2d``), and run as before
+  otherwise (a GPU, autocast, gradients).
 - optionally **no auxiliary head** (``aux=False``): for callers that do not show it.
 
 Everything else is the model as it was: the same class hierarchy (an ``InferencePSPNet`` is a
@@ -48,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.model.derived import derived
 from core.model.fold import ChannelShift, fold_module
 from core.model.fused import conv_add_relu, conv_relu, fuse_activations, use_fusion
 from core.model.heads import SegHead
@@ -61,7 +65,8 @@ class InferencePSPNet(PSPNet):
     Computes what the model it was made from computes in evaluation mode. ``train(True)``
     raises: a folded network has no BatchNorm statistics left to train."""
 
-    split_head: bool  # forward_heads runs the main head split by input group (see the module docstring)
+    split_head: bool = False  # forward_heads runs the main head split by input group (module docstring)
+    pack_weights: bool = True  # fused convolutions keep their weights reordered for oneDNN
 
     def train(self, mode: bool = True) -> "InferencePSPNet":
         if mode:
@@ -72,7 +77,7 @@ class InferencePSPNet(PSPNet):
     def forward_heads(self, layer3: Tensor, layer4: Tensor, size: Sequence[int], *, internals: bool = False,
                       disabled_levels: Sequence[int] = (), fill: Fill = "zeros") -> PSPNetOutput:
         """:meth:`PSPNet.forward_heads`, with the main head's convolution split by input group."""
-        if self.ppm is None or not getattr(self, "split_head", False):
+        if self.ppm is None or not self.split_head:
             return super().forward_heads(layer3, layer4, size, internals=internals,
                                          disabled_levels=disabled_levels, fill=fill)
         size = tuple(int(s) for s in size)
@@ -115,19 +120,32 @@ class InferencePSPNet(PSPNet):
             if keep:
                 levels.append(PyramidLevel(branch.bin, pooled, reduced, up, not off))
             if grid is not None:
-                part = self._spread(grid, getattr(self, f"head_taps_{i}"), tuple(size), out_size)
+                part = self._spread(grid, self._taps(i), tuple(size), out_size)
                 spread = part if spread is None else spread.add_(part)
-        weight = self.head_weight_layer4
+        c4 = x.shape[1]  # layer4's channels come first in the head's input
         shift = head.bn.bias if isinstance(head.bn, ChannelShift) else None
         if shift is not None and use_fusion(x):
+            pack = self.pack_weights
             if spread is None:
-                return conv_relu(conv, x, weight=weight, bias=shift, slot="layer4"), levels
-            return conv_add_relu(conv, x, spread.to(x.dtype).contiguous(), weight=weight, bias=shift,
-                                 slot="layer4"), levels
-        pre = F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation)
+                return conv_relu(conv, x, bias=shift, in_channels=c4, pack=pack), levels
+            return conv_add_relu(conv, x, spread.to(x.dtype).contiguous(), bias=shift, in_channels=c4,
+                                 pack=pack), levels
+        pre = F.conv2d(x, conv.weight[:, :c4], None, conv.stride, conv.padding, conv.dilation)
         if spread is not None:
             pre = pre + spread.to(pre.dtype)
         return head.relu(head.bn(pre)), levels
+
+    def _taps(self, i: int) -> Tensor:
+        """Branch ``i``'s part of the main head's weight as (O * kh * kw, C), row = (o, a, b)
+        (derived from ``head.conv.weight`` once, again only when that changes)."""
+        conv = self.head.conv
+        start = self.cfg.layer_channels[3] + sum(b.out_channels for b in self.ppm.branches[:i])
+        n = self.ppm.branches[i].out_channels
+
+        def make(w: Tensor) -> Tensor:
+            o, _, kh, kw = w.shape
+            return w[:, start:start + n].permute(0, 2, 3, 1).reshape(o * kh * kw, n).contiguous()
+        return derived(conv, f"taps {start}:{start + n}", conv.weight, make)
 
     def _spread(self, grid: Tensor, taps: Tensor, size: tuple[int, int], out_size: Sequence[int]) -> Tensor:
         """conv(bilinear_upsample(grid, size), W_branch) without building the upsampled map.
@@ -187,35 +205,23 @@ def fold_batchnorm(model: PSPNet) -> InferencePSPNet:
     return net
 
 
-def _enable_split_head(net: InferencePSPNet) -> bool:
-    """Store the main head's weight by input group (non-persistent buffers: they follow
-    ``.to(device)``) and switch :meth:`InferencePSPNet.forward_heads` to the split head."""
+def _can_split_head(net: InferencePSPNet) -> bool:
+    """The main head's convolution can be split by input group (a plain zero-padded conv of
+    ``cat([layer4, branches...])``, bias-free after folding)."""
     conv = net.head.conv
-    if (net.ppm is None or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str)
-            or conv.bias is not None):
+    if net.ppm is None or conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return False
-    w = conv.weight.detach()
-    o, _, kh, kw = w.shape
-    c4 = net.cfg.layer_channels[3]
-    net.register_buffer("head_weight_layer4", w[:, :c4].contiguous(), persistent=False)
-    start = c4
-    for i, branch in enumerate(net.ppm.branches):
-        part = w[:, start:start + branch.out_channels]  # (o, c, kh, kw) -> (o * kh * kw, c), row = (o, a, b)
-        net.register_buffer(f"head_taps_{i}", part.permute(0, 2, 3, 1).reshape(o * kh * kw, -1).contiguous(),
-                            persistent=False)
-        start += branch.out_channels
-    if start != w.shape[1]:
-        raise ValueError(f"the head takes {w.shape[1]} channels but layer4 and the pyramid give {start}")
-    net.split_head = True
-    return True
+    return conv.bias is None and conv.in_channels == net.cfg.layer_channels[3] + sum(
+        b.out_channels for b in net.ppm.branches)
 
 
-def optimize_for_inference(model: PSPNet, *, aux: bool = True, split_head: bool = True,
-                           fuse: bool = True) -> InferencePSPNet:
+def optimize_for_inference(model: PSPNet, *, aux: bool = True, split_head: bool = True, fuse: bool = True,
+                           pack_weights: bool = True) -> InferencePSPNet:
     """The module a predictor runs: ``model`` with BatchNorm folded, the main head split by input
-    group (``split_head``) and ReLU / residual sums fused into the CPU convolutions (``fuse``);
-    see the module docstring. Without the auxiliary head when ``aux`` is False (then ``aux_head``
-    is None, ``cfg.aux`` is False and every output has ``aux=None``).
+    group (``split_head``), ReLU / residual sums fused into the CPU convolutions (``fuse``) whose
+    weights are kept reordered for oneDNN (``pack_weights``); see the module docstring. Without
+    the auxiliary head when ``aux`` is False (then ``aux_head`` is None, ``cfg.aux`` is False and
+    every output has ``aux=None``).
 
     A copy on ``model``'s device and in its dtype; ``model`` is not modified and shares no
     tensor with it, so weights that change later (fine-tuning) need a new call. The outputs
@@ -224,10 +230,10 @@ def optimize_for_inference(model: PSPNet, *, aux: bool = True, split_head: bool 
     if not aux and net.aux_head is not None:
         net.aux_head = None
         net.cfg = dataclasses.replace(net.cfg, aux=False)
-    if split_head:
-        _enable_split_head(net)
+    net.split_head = split_head and _can_split_head(net)
+    net.pack_weights = pack_weights
     if fuse:
-        fuse_activations(net)
+        fuse_activations(net, pack_weights=pack_weights)
     return net
 
 

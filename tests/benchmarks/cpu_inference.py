@@ -50,7 +50,6 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import core  # noqa: E402
-from core.model import fused  # noqa: E402
 from core.model.inference import fold_batchnorm, optimize_for_inference  # noqa: E402
 
 SIZE = 473
@@ -93,17 +92,6 @@ class Heads(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.net(self.net.normalize(image))
         return (out.main,) if out.aux is None else (out.main, out.aux)
-
-
-def unpacked(run: Callable[[], tuple]) -> Callable[[], tuple]:
-    """``run`` with oneDNN given the plain weights (reordered on every call)."""
-    def wrapped() -> tuple:
-        fused.PACK_WEIGHTS = False
-        try:
-            return run()
-        finally:
-            fused.PACK_WEIGHTS = True
-    return wrapped
 
 
 def module_runner(fn: Callable, image: torch.Tensor) -> Callable[[], tuple]:
@@ -152,8 +140,8 @@ def variants(model: core.PSPNet, image: torch.Tensor, onnx: dict[str, Path], thr
     v["+ BatchNorm folded"] = ("main + aux", torch_runner(fold_batchnorm(model), image))
     v["+ main head split by input group"] = ("main + aux", torch_runner(
         optimize_for_inference(model, fuse=False), image))
-    v["+ ReLU/sum fused into the convolutions"] = ("main + aux", unpacked(torch_runner(
-        optimize_for_inference(model), image)))
+    v["+ ReLU/sum fused into the convolutions"] = ("main + aux", torch_runner(
+        optimize_for_inference(model, pack_weights=False), image))
     v["+ weights packed = optimize_for_inference"] = ("main + aux", torch_runner(optimize_for_inference(model), image))
     v["optimize_for_inference(aux=False)"] = ("main", torch_runner(optimize_for_inference(model, aux=False), image))
     if args.channels_last:

@@ -17,6 +17,7 @@ import core
 from core.config import ModelConfig
 from core.model import PSPNet
 from core.model import fused as fused_mod
+from core.model.derived import cached_bytes
 from core.model.fold import ChannelShift
 from core.model.inference import InferencePSPNet, fold_batchnorm, optimize_for_inference
 
@@ -275,23 +276,29 @@ def test_fusion_is_used_on_the_cpu():
     assert not fused_mod.use_fusion(torch.zeros(1, dtype=torch.float64))
 
 
-def test_packed_weights_follow_changes_and_copies(monkeypatch):
-    """oneDNN's packed weights are a cache: a weight changed in place, or a copy of the module,
-    must not run with stale ones."""
+def test_derived_weights_follow_changes_and_copies():
+    """oneDNN's packed weights and the split head's regrouped weight are caches: a weight changed
+    in place, a replaced parameter or a copy of the module must not run with stale ones."""
     model = random_model(depth=50, base_width=4)
     net = optimize_for_inference(model)
+    plain = optimize_for_inference(model, pack_weights=False)  # packs nothing; the same computation
     x = torch.randn(1, 3, 33, 41)
     with torch.no_grad():
-        first = net(x).main  # packs
+        first = net(x).main  # packs and regroups
+        plain(x)
+        branches = net.head.conv.weight[:, net.cfg.layer_channels[3]:]
+        assert cached_bytes(plain) == branches.numel() * 4  # the head's branch weights, regrouped
+        assert cached_bytes(net) > cached_bytes(plain)  # + every conv weight packed
         twin = copy.deepcopy(net)
         assert torch.equal(twin(x).main, first)
-        for conv in (net.backbone.conv1, net.backbone.layer2[0].conv3, net.backbone.layer4[1].conv2):
-            conv.weight.mul_(1.5)
-        net.head_weight_layer4.mul_(0.5)  # the split head's own slot
+        for m in (net, plain):
+            for conv in (m.backbone.conv1, m.backbone.layer2[0].conv3, m.backbone.layer4[1].conv2):
+                conv.weight.mul_(1.5)
+            m.head.conv.weight[:, -3:].mul_(0.5)  # the last pyramid branch's share of the head
+            m.backbone.layer1[0].conv1.weight = nn.Parameter(m.backbone.layer1[0].conv1.weight * 0.5)
         changed = net(x).main
         assert torch.equal(twin(x).main, first)  # the copy kept its own weights
-        monkeypatch.setattr(fused_mod, "PACK_WEIGHTS", False)  # the same computation, nothing cached
-        assert_close(net(x).main, changed, "after the weights changed")
+        assert_close(plain(x).main, changed, "after the weights changed")
         assert not torch.allclose(changed, first)
 
 
