@@ -66,7 +66,7 @@ def use_fusion(x: Tensor) -> bool:
             and not (x.requires_grad and torch.is_grad_enabled())
             and not torch.is_autocast_enabled("cpu")
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and fusion_available())
+            and not torch.compiler.is_exporting() and fusion_available())
 
 
 def _pointwise(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Sequence[int], stride: Sequence[int],

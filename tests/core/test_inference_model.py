@@ -331,6 +331,15 @@ def test_concurrent_calls_give_the_same_result():
     assert not torch.equal(ref, results[0])  # the level switch did change the output
 
 
+def test_an_inference_copy_exports_to_onnx(tmp_path):
+    """Tracing and exporting see the plain operations, not oneDNN's private fused ones."""
+    pytest.importorskip("onnx")
+    net = optimize_for_inference(random_model(depth=18))
+    report = core.export_onnx(net, tmp_path / "net.onnx", size=(40, 48), exporter="torchscript")
+    assert report.path.is_file()
+    assert report.ok and (report.checks or report.check_skipped)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_on_cuda_the_copy_stays_on_the_device():
     model = random_model(depth=18).cuda()
