@@ -22,9 +22,10 @@ onnxruntime with the same heads (and, in brackets, the median of the ratios with
 each round, less disturbed by a machine whose load changes). Outputs are checked against the model as it is.
 
 Contention: a separate process keeps one core busy (a Python loop) while our default path runs
-the full forward and a head-only re-run (``forward_heads`` on cached 60x60 features: the small
-operations of a level switch) with 2 threads and with 1 (and 2 with ``OMP_WAIT_POLICY=PASSIVE``),
-each in its own process, alternated over rounds.
+the full forward and a level switch (what ``core.inspect.LevelSwitch`` does once the head's
+per-group convolutions are cached: small, memory-bound operations) with 2 threads and with 1
+(and 2 with ``OMP_WAIT_POLICY=PASSIVE``), each in its own process, alternated over rounds; the
+same without the busy process.
 """
 
 from __future__ import annotations
@@ -227,28 +228,46 @@ def print_speed(rows: list[dict]) -> None:
 
 # --- threads under contention ----------------------------------------------------------------
 
-CHILD_REPEATS = 3  # full forwards per child; head-only re-runs: 5x as many
+CHILD_REPEATS = 3  # full forwards per child; level switches: 5x as many
 
 
 def child(threads: int) -> None:
-    """Run in a subprocess: time our default path with ``threads`` threads; print JSON."""
+    """Run in a subprocess: time our default path with ``threads`` threads; print JSON.
+
+    "switch": what a pyramid-level switch costs once the head's per-group convolutions are cached
+    (core.inspect.LevelSwitch): a sum of cached maps, shift, ReLU, the classifier, the upsampling
+    to the image and the softmax: small, memory-bound operations."""
     torch.set_num_threads(threads)
     net = optimize_for_inference(build())
     image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 255
+    head = net.head
     with torch.inference_mode():
-        x = net.normalize(image)
-        stages = net.backbone(x)
-        net.forward_heads(stages.layer3, stages.layer4, x.shape[-2:])
-        full, heads = [], []
+        out = net(net.normalize(image), internals=True)
+        groups = [out.internals.layer4] + [lv.upsampled for lv in out.internals.levels]
+        parts, start = [], 0
+        for g in groups:
+            w = head.conv.weight[:, start:start + g.shape[1]]
+            parts.append(torch.nn.functional.conv2d(g, w, None, head.conv.stride, head.conv.padding))
+            start += g.shape[1]
+
+        def switch() -> None:
+            acc = parts[0].clone()
+            for part in parts[1:3] + parts[4:]:  # the third level off
+                acc += part
+            logits = head.classifier(head.relu(head.bn(acc)))
+            net.upsample(logits, (SIZE, SIZE)).softmax(1)
+
+        switch()
+        full, small = [], []
         for _ in range(CHILD_REPEATS):
             t = time.perf_counter()
             net(net.normalize(image))
             full.append(time.perf_counter() - t)
             for _ in range(5):
                 t = time.perf_counter()
-                net.forward_heads(stages.layer3, stages.layer4, x.shape[-2:], disabled_levels=(2,))
-                heads.append(time.perf_counter() - t)
-    print(json.dumps({"full": full, "heads": heads}))
+                switch()
+                small.append(time.perf_counter() - t)
+    print(json.dumps({"full": full, "heads": small}))
 
 
 @contextlib.contextmanager
@@ -280,8 +299,8 @@ def contention_part(args: argparse.Namespace) -> list[dict]:
                     acc["heads"] += got["heads"]
     rows = []
     print(f"\nthreads under contention: optimize_for_inference, {SIZE}x{SIZE}; {args.contention_rounds} rounds of "
-          f"{CHILD_REPEATS} forwards and {5 * CHILD_REPEATS} head-only re-runs per setting, alternated")
-    print("| load | setting | forward median s (best) | head-only re-run median ms (best) |")
+          f"{CHILD_REPEATS} forwards and {5 * CHILD_REPEATS} level switches per setting, alternated")
+    print("| load | setting | forward median s (best) | level switch median ms (best) |")
     print("|---|---|---|---|")
     for (load, label), t in results.items():
         row = {"load": load, "setting": label, "full_median_s": statistics.median(t["full"]),
