@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "PSPNetOutput": "core.model",
     "Internals": "core.model",
     "PyramidLevel": "core.model",
+    "optimize_for_inference": "core.model.inference",
+    "InferencePSPNet": "core.model.inference",
     "pspnet_loss": "core.loss",
     "LossParts": "core.loss",
     "IGNORE_INDEX": "core.loss",
@@ -99,6 +101,9 @@ _EXPORTS: dict[str, str] = {
     "train": "core.training",
     "finetune": "core.training",
     "export_onnx": "core.export",
+    "recommended_threads": "core.threads",
+    "apply_thread_settings": "core.threads",
+    "ThreadSettingError": "core.threads",
     # mask correction and the project folder
     "LabelMask": "core.labels",
     "Region": "core.labels",
@@ -233,6 +238,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.config import ModelConfig as ModelConfig, save_config as save_config, load_config as load_config
     from core.model import (
         PSPNet as PSPNet, PSPNetOutput as PSPNetOutput, Internals as Internals, PyramidLevel as PyramidLevel)
+    from core.model.inference import (
+        optimize_for_inference as optimize_for_inference, InferencePSPNet as InferencePSPNet)
     from core.loss import pspnet_loss as pspnet_loss, LossParts as LossParts, IGNORE_INDEX as IGNORE_INDEX
     from core.classes import ClassTable as ClassTable
     from core.atomic import atomic_write as atomic_write, atomic_write_bytes as atomic_write_bytes
@@ -274,6 +281,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         TrainConfig as TrainConfig, TrainProgress as TrainProgress, TrainResult as TrainResult, train as train,
         finetune as finetune)
     from core.export import export_onnx as export_onnx
+    from core.threads import (
+        recommended_threads as recommended_threads, apply_thread_settings as apply_thread_settings,
+        ThreadSettingError as ThreadSettingError)
     from core.labels import LabelMask as LabelMask, Region as Region, Edit as Edit
     from core.journal import StrokeJournal as StrokeJournal, JournalStatus as JournalStatus
     from core.project_lock import LockHolder as LockHolder
@@ -281,11 +291,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         Project as Project, ImageEntry as ImageEntry, CheckpointEntry as CheckpointEntry,
         RecoveryResult as RecoveryResult, UnreadableMaskError as UnreadableMaskError)
     from core.inspect import (
-        as_chw as as_chw, to_uint8 as to_uint8, channel_map as channel_map,
-        mean_abs_activation as mean_abs_activation, top_channels as top_channels, PCABasis as PCABasis,
-        fit_pca as fit_pca, pca_rgb as pca_rgb, ChangeMap as ChangeMap, change_map as change_map,
-        class_shares as class_shares, top_k_at as top_k_at, available_devices as available_devices,
-        device_name as device_name)
+        as_chw as as_chw, to_uint8 as to_uint8, channel_map as channel_map, mean_abs_activation as mean_abs_activation,
+        top_channels as top_channels, PCABasis as PCABasis, fit_pca as fit_pca, pca_rgb as pca_rgb,
+        ChangeMap as ChangeMap, change_map as change_map, class_shares as class_shares, top_k_at as top_k_at,
+        available_devices as available_devices, device_name as device_name)
     from core.uncertainty import (
         uncertainty_map as uncertainty_map, image_score as image_score, uncertain_regions as uncertain_regions,
         rank_images as rank_images, RegionScore as RegionScore, RankingRule as RankingRule,
@@ -296,8 +305,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_progress as as_progress, relay as relay, run_to_end as run_to_end)
     from core.constants import (
         IGNORE as IGNORE, IMAGE_EXTENSIONS as IMAGE_EXTENSIONS, MaskState as MaskState, NO_MASK as NO_MASK,
-        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES,
-        SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS, SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
+        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES, SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS,
+        SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
     from core.jobs.images import (
         ImageData as ImageData, read_image_and_mask as read_image_and_mask, ListedImage as ListedImage,
         FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
@@ -307,36 +316,33 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
-        level_switch as level_switch, prepare_level_switch as prepare_level_switch,
-        rerun_outcome as rerun_outcome)
+        level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
     from core.jobs.pyramid_summary import (
         LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)
     from core.jobs.masks import (
         load_mask_job as load_mask_job, save_mask_job as save_mask_job, save_masks_job as save_masks_job,
-        SavedMasks as SavedMasks, recoverable_job as recoverable_job, recover_job as recover_job,
-        Recovery as Recovery, create_project_job as create_project_job, restore_model_job as restore_model_job,
+        SavedMasks as SavedMasks, recoverable_job as recoverable_job, recover_job as recover_job, Recovery as Recovery,
+        create_project_job as create_project_job, restore_model_job as restore_model_job,
         close_project_job as close_project_job)
     from core.jobs.finetune_project import (
         FINETUNE_DEFAULTS as FINETUNE_DEFAULTS, finetune_config as finetune_config,
-        finetune_project as finetune_project, ProjectFinetune as ProjectFinetune,
-        record_finetune as record_finetune, history_metrics as history_metrics, auto_crop as auto_crop,
-        warm_up_training as warm_up_training)
+        finetune_project as finetune_project, ProjectFinetune as ProjectFinetune, record_finetune as record_finetune,
+        history_metrics as history_metrics, auto_crop as auto_crop, warm_up_training as warm_up_training)
     from core.jobs.compare import (
         Agreement as Agreement, compare_models as compare_models, agreement_summary as agreement_summary,
         agreement_text as agreement_text)
     from core.jobs.ranking import (
         ImageUncertainty as ImageUncertainty, ScoredImage as ScoredImage, score_prediction as score_prediction,
-        uncertain_regions_job as uncertain_regions_job, score_images as score_images,
-        ranked_indices as ranked_indices, assess as assess, RegionQueue as RegionQueue,
-        QueuedRegion as QueuedRegion)
+        uncertain_regions_job as uncertain_regions_job, score_images as score_images, ranked_indices as ranked_indices,
+        assess as assess, RegionQueue as RegionQueue, QueuedRegion as QueuedRegion)
     from core.jobs.demo_model import (
         DemoProgress as DemoProgress, DEMO_PROJECT_PARAMS as DEMO_PROJECT_PARAMS,
         ensure_demo_project as ensure_demo_project, train_demo_model as train_demo_model,
         demo_model_config as demo_model_config, demo_train_config as demo_train_config)
     from core.jobs.class_tables import (
         builtin_class_tables as builtin_class_tables, classes_differ as classes_differ,
-        describe_difference as describe_difference, highest_mask_id as highest_mask_id,
-        adapt_model as adapt_model, adapt_model_job as adapt_model_job, AdaptedModel as AdaptedModel)
+        describe_difference as describe_difference, highest_mask_id as highest_mask_id, adapt_model as adapt_model,
+        adapt_model_job as adapt_model_job, AdaptedModel as AdaptedModel)
 
 
 __all__ = sorted(_EXPORTS)
