@@ -87,8 +87,8 @@ class Screenshot:
 
     def _ready(self) -> bool:
         c = self.window.controller
-        if c.outcome is None:
-            return False
+        if c.outcome is None or c.outcome.prediction.is_preview:
+            return False  # not yet, or only a first look of the prediction
         if self.window.demo is not None and self.window.demo.showing_snapshot():
             return False  # an intermediate model of the demo training: wait for the trained one
         if self.view == "pyramid" and c.outcome.base.internals is not None and c.pyramid is None:

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.demo: DemoLauncher | None = None
         self.last_error = ""
         self._message = ""
+        self._predict_note = "Predicting"  # what the note over the photo says while a prediction runs
         self._closing_after_save = False  # a close waits for the masks' save (a job), then closes
         self.editor = controller.editor
         self.retrainer = controller.retrainer
@@ -191,6 +192,13 @@ class MainWindow(QMainWindow):
         c.outcomeReady.connect(self._outcome_ready)
         c.pyramidReady.connect(self.pyramid.set_summary)
         c.levelsChanged.connect(self.pyramid.set_disabled)
+        c.previewReady.connect(self._preview_ready)
+        c.levelsBusy.connect(self._levels_busy)
+        c.protocolChanged.connect(self.model_panel.set_protocol)
+        c.overlayMapReady.connect(self.seg.set_map)
+        c.overlayMapFailed.connect(self.seg.map_failed)
+        self.seg.mapWanted.connect(c.make_overlay_map)
+        self.model_panel.protocolRequested.connect(c.set_protocol_overrides)
         self.image_list.activated.connect(c.open_index)
         self.legend.hiddenChanged.connect(self._hidden_changed)
         self.legend.classActivated.connect(lambda cid: (self.seg.set_mode("class", cid),
@@ -451,15 +459,26 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("Predicting ...")
         self.progress.setVisible(True)
         self.cancel_btn.setVisible(True)
+        self._predict_note = "Predicting"
+        self.seg.set_busy("predict", "Predicting ...")
 
     def _prediction_progress(self, value: float) -> None:
         if value < 0 or value >= 1.0:
             self.progress.setVisible(False)
             self.cancel_btn.setVisible(False)
+            self.seg.set_busy("predict", None)
         elif value > 0:
             self.progress.setRange(0, 100)
             self.progress.setFormat("Predicting %p %")
             self.progress.setValue(int(100 * value))
+            self.seg.set_busy("predict", f"{self._predict_note} ... {100 * value:.0f} %")
+
+    def _preview_ready(self, outcome: core.Outcome) -> None:
+        self._predict_note = "A first look (the main head); refining"
+
+    def _levels_busy(self, text: str) -> None:
+        self.pyramid.set_busy(text or None)
+        self.seg.set_busy("levels", text or None)
 
     def _outcome_ready(self, outcome: core.Outcome) -> None:
         for v in (self.seg, self.pyramid, self.heads):

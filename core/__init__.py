@@ -173,6 +173,7 @@ _EXPORTS: dict[str, str] = {
     "is_project_folder": "core.jobs.images",
     "image_file_filter": "core.jobs.images",
     "Predictors": "core.jobs.models",
+    "model_protocol": "core.jobs.models",
     "load_model_job": "core.jobs.models",
     "place_model_job": "core.jobs.models",
     "copy_model": "core.jobs.models",
@@ -181,6 +182,9 @@ _EXPORTS: dict[str, str] = {
     "Outcome": "core.jobs.outcome",
     "derive_outcome": "core.jobs.outcome",
     "predict_outcome": "core.jobs.outcome",
+    "PreviewReady": "core.jobs.outcome",
+    "overlay_map": "core.jobs.outcome",
+    "overlay_map_job": "core.jobs.outcome",
     "level_switch": "core.jobs.outcome",
     "prepare_level_switch": "core.jobs.outcome",
     "rerun_outcome": "core.jobs.outcome",
@@ -312,10 +316,12 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
         is_image as is_image, is_project_folder as is_project_folder, image_file_filter as image_file_filter)
     from core.jobs.models import (
-        Predictors as Predictors, load_model_job as load_model_job, place_model_job as place_model_job,
-        copy_model as copy_model, copy_loaded_job as copy_loaded_job, as_loaded as as_loaded)
+        Predictors as Predictors, model_protocol as model_protocol, load_model_job as load_model_job,
+        place_model_job as place_model_job, copy_model as copy_model, copy_loaded_job as copy_loaded_job,
+        as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
+        PreviewReady as PreviewReady, overlay_map as overlay_map, overlay_map_job as overlay_map_job,
         level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
     from core.jobs.pyramid_summary import (
         LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from core.errors import StudioError
+from core.threads import apply_thread_settings
 
 
 @dataclass
@@ -86,6 +87,8 @@ def main(argv: list[str], gui: Callable[[argparse.Namespace], int] | None = None
     args.argv = list(argv)  # what was asked for, recorded in the provenance of what commands write
     run = gui if (args.command == "gui" and gui is not None) else COMMANDS[args.command].run
     try:
+        if args.command not in ("models",):  # torch's CPU threads: one core left to the GUI (core/threads.py)
+            apply_thread_settings(interactive=args.command == "gui")
         return int(run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -34,7 +34,7 @@ from app.controllers.retrainer import Retrainer
 from app.image_folder import ImageEntry, ImageFolder
 from app.workers import Task, TaskRunner
 
-CACHE_SIZE = 4  # predictions kept for going back to an image
+CACHE_BYTES = 768 * 2**20  # predictions kept for going back to an image, by the memory they hold
 
 
 @dataclass
@@ -67,6 +67,11 @@ class Controller(QObject):
     # predictions
     predictionStarted = Signal()
     predictionProgress = Signal(float)
+    previewReady = Signal(object)  # core.Outcome: a first look (the main head of the first windows), refined later
+    protocolChanged = Signal(object)  # core.TestProtocol in use (the model's own unless one was chosen)
+    levelsBusy = Signal(str)  # what a level switch is computing ("" when done or stopped)
+    overlayMapReady = Signal(object, str, int, object)  # prediction, mode, class id, (H, W) uint8 heat map
+    overlayMapFailed = Signal(object)  # prediction
     outcomeReady = Signal(object)  # core.Outcome: what the views show
     pyramidReady = Signal(object)  # core.PyramidSummary for the current base prediction
     levelsChanged = Signal(object)  # tuple of disabled bins
@@ -76,8 +81,7 @@ class Controller(QObject):
     error = Signal(str)  # a user-facing error (shown in the status bar and a dialog if wanted)
     problem = Signal(str, str, object)  # key ("open folder:ROOT", "model", ...), text, exception: shown until closed
 
-    def __init__(self, parent: QObject | None = None, *, device: str = "cpu",
-                 max_single_pass_pixels: int = core.SINGLE_PASS_PIXELS):
+    def __init__(self, parent: QObject | None = None, *, device: str = "cpu", cache_bytes: int = CACHE_BYTES):
         super().__init__(parent)
         self.inference = TaskRunner("inference", self)  # the model: loads, moves, copies, predictions, re-runs
         self.io = TaskRunner("io", self)  # image reading, summaries, scores
@@ -96,7 +100,8 @@ class Controller(QObject):
         self.outcome: core.Outcome | None = None  # what is shown (levels switched off applied)
         self.pyramid: core.PyramidSummary | None = None
         self.disabled_levels: tuple[int, ...] = ()
-        self.max_single_pass_pixels = max_single_pass_pixels
+        self.cache_bytes = int(cache_bytes)
+        self.protocol_overrides: dict[str, object] = {}  # the user's choices over the model's own protocol
         self._image_gen = 0  # bumped when the image changes
         self._predict_task: Task | None = None
         self._rerun_task: Task | None = None
@@ -133,8 +138,33 @@ class Controller(QObject):
 
     @property
     def predictor(self) -> core.Predictor | None:
-        """The single-pass predictor of the model in use (its ``model`` is the model in use)."""
-        return self.models.predictors.single if self.models.predictors is not None else None
+        """The predictor of the model in use, under the test protocol in use."""
+        return self.models.predictors.predictor if self.models.predictors is not None else None
+
+    @property
+    def protocol(self) -> core.TestProtocol | None:
+        """The test protocol predictions use (None: no model)."""
+        return self.models.predictors.protocol if self.models.predictors is not None else None
+
+    def set_protocol_overrides(self, overrides: dict[str, object]) -> None:
+        """Predict with some fields of the model's own test protocol changed (``base_size``: pixels
+        or None for native size, ``crop``: pixels or None for the whole image, ``scales``,
+        ``flip``; an empty dict: the model's own), for this model and the next ones, and again now."""
+        overrides = dict(overrides)
+        if overrides == self.protocol_overrides:
+            return
+        self.protocol_overrides = overrides
+        if self.models.predictors is None:
+            return
+        self._apply_protocol()
+        self.repredict()
+
+    def _apply_protocol(self) -> None:
+        p = self.models.predictors
+        protocol = p.default.replace(**self.protocol_overrides) if self.protocol_overrides else None
+        self.models.predictors = p.with_protocol(protocol)
+        self._switch = None
+        self.protocolChanged.emit(self.models.predictors.protocol)
 
     @property
     def bins(self) -> tuple[int, ...]:
@@ -186,6 +216,7 @@ class Controller(QObject):
                  or str(loaded.provenance.get("source", "model")))
         self.message.emit(f"Model {names} loaded ({loaded.report.format}, {len(loaded.classes)} classes)")
         self.modelChanged.emit(loaded)
+        self.protocolChanged.emit(self.protocol)  # after the panel knows the model's own protocol
         if loaded.classes != self.classes:  # a model just fine-tuned keeps its table: no widget rebuilt
             self._set_classes(loaded.classes)
         self.repredict()
@@ -198,6 +229,7 @@ class Controller(QObject):
             self.repredict()
 
     def _new_predictors(self) -> None:
+        self._apply_protocol()
         self._cache_gen = self.models.generation
         self._cache.clear()
         self._switch = None
@@ -337,27 +369,38 @@ class Controller(QObject):
                 self.message.emit(f"{self.image.path.name}: no model yet - open one with Model > Open Model (Ctrl+M)")
             return None
         self._cancel_inference()
-        key = (str(self.image.path), self.models.generation)
+        key = self.cache_key()
         cached = self._cache.get(key) if use_cache else None
         if cached is not None:
             self._cache.move_to_end(key)
             self._show_base(cached)
             return None
         data = self.image.data
-        single = core.single_pass(data.image.shape, self.max_single_pass_pixels)
-        predictor = predictors.single if single else predictors.windows
         self.predictionStarted.emit()
         self.predictionProgress.emit(0.0)
         t0 = time.perf_counter()
         gen = self._gen()
-        task = self.inference.submit("predict", core.predict_outcome, predictor, data.image, data.path, self._mask(),
-                                     single)
+        name = data.path.name
+        self.message.emit(f"Predicting {name} ({predictors.protocol.describe()}) ...")
+        task = self.inference.submit("predict", core.predict_outcome, predictors.predictor, data.image, data.path,
+                                     self._mask(), True, preview=True)
         self._predict_task = task
         task.progress.connect(lambda rec: self._on_progress(rec, gen))
         task.succeeded.connect(lambda out: self._on_predicted(out, gen, key, t0))
-        task.failed.connect(lambda exc: self._fail(f"Prediction of {data.path.name} failed", exc, "predict"))
+        task.failed.connect(lambda exc: self._prediction_failed(name, exc, gen))
         task.cancelled.connect(lambda: self.predictionProgress.emit(-1.0))
         return task
+
+    def _prediction_failed(self, name: str, exc: BaseException, gen: tuple[int, int]) -> None:
+        """A failed prediction says why and holds nothing: out of memory, the cached predictions go too."""
+        if not self._current(gen):
+            return
+        self._predict_task = None
+        if self.outcome is not None and self.outcome.prediction.is_preview:
+            self.outcome = None  # a first look of the failed prediction is not kept
+        if isinstance(exc, (core.PredictionOutOfMemory, core.PredictionTooLarge)):
+            self._cache.clear()
+        self._fail(f"Prediction of {name} failed", exc, "predict")
 
     def _gen(self) -> tuple[int, int]:
         return (self._image_gen, self.models.generation)
@@ -366,7 +409,15 @@ class Controller(QObject):
         return gen == self._gen()
 
     def _on_progress(self, rec: core.Progress, gen: tuple[int, int]) -> None:
-        if self._current(gen) and rec.fraction is not None:
+        if not self._current(gen):
+            return
+        if isinstance(rec, core.PreviewReady) and self.base_outcome is None:
+            self.outcome = rec.outcome  # shown until the whole prediction replaces it
+            self.message.emit(f"{rec.outcome.path.name if rec.outcome.path else 'image'}: a first look "
+                              f"(the main head, {100 * float(rec.fraction or 0):.0f} % done); refining ...")
+            self.previewReady.emit(rec.outcome)
+            self.outcomeReady.emit(rec.outcome)
+        if rec.fraction is not None:
             self.predictionProgress.emit(float(rec.fraction))
 
     def _on_predicted(self, outcome: core.Outcome, gen: tuple[int, int], key: tuple, t0: float) -> None:
@@ -375,14 +426,30 @@ class Controller(QObject):
         self._predict_task = None
         self.last_timing["predict_s"] = time.perf_counter() - t0
         self._cache[key] = outcome
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._trim_cache()
         if self.folder is not None and outcome.path is not None:
             i = self.folder.index_of(outcome.path)
             if i >= 0:
                 self.folder.set_predicted(i)
         self.message.emit(f"Predicted {outcome.path.name if outcome.path else 'image'} in {outcome.seconds:.2f} s")
         self._show_base(outcome)
+
+    def cache_key(self, path: Path | None = None) -> tuple:
+        """The cache's key of an image's prediction (default: the image shown) with the model and
+        protocol in use."""
+        p = self.models.predictors
+        where = path if path is not None else (self.image.path if self.image is not None else None)
+        return (str(where), self.models.generation, p.protocol if p is not None else None)
+
+    def cached_bytes(self) -> int:
+        """The memory the cached predictions hold."""
+        return sum(o.memory_bytes() for o in self._cache.values())
+
+    def _trim_cache(self) -> None:
+        """Drop the least recently shown predictions while the cache holds more than its budget
+        (the newest stays, whatever its size)."""
+        while len(self._cache) > 1 and self.cached_bytes() > self.cache_bytes:
+            self._cache.popitem(last=False)
 
     def _show_base(self, outcome: core.Outcome) -> None:
         """Show an all-levels prediction; then apply the switched-off levels, if any."""
@@ -462,9 +529,12 @@ class Controller(QObject):
         base = self.base_outcome.prediction
         gen = self._gen()
         t0 = time.perf_counter()
+        off = ", ".join(map(str, self.disabled_levels))
+        self.levelsBusy.emit(f"Re-running the heads with level(s) {off} off ...")
         task = self.inference.submit("re-run heads", core.rerun_outcome, self._level_switch(), self.base_outcome,
                                      self._mask(), self.disabled_levels)
         self._rerun_task = task
+        task.done.connect(lambda: self._rerun_task in (None, task) and self.levelsBusy.emit(""))
 
         def done(outcome: core.Outcome) -> None:
             if not self._current(gen) or self.base_outcome is None or self.base_outcome.prediction is not base:
@@ -483,6 +553,15 @@ class Controller(QObject):
 
         task.succeeded.connect(done)
         task.failed.connect(lambda exc: self._fail("Re-running the heads failed", exc))
+        return task
+
+    # ------------------------------------------------------------------------------------------
+    # heat maps of big photos (a view asks; they take a second or more)
+    def make_overlay_map(self, prediction: core.Prediction, mode: str, class_id: int) -> Task:
+        task = self.io.submit("overlay map", core.overlay_map_job, prediction, mode, class_id)
+        task.succeeded.connect(lambda m: self.overlayMapReady.emit(prediction, mode, class_id, m))
+        task.failed.connect(lambda exc: (self.overlayMapFailed.emit(prediction),
+                                         self._fail(f"Could not make the {mode} map", exc)))
         return task
 
     # ------------------------------------------------------------------------------------------

@@ -89,6 +89,20 @@ class LevelCard(QGroupBox):
             w.setEnabled(True)
 
 
+def window_text(prediction: core.Prediction) -> str:
+    """Which part of the photo the pyramid levels shown are of, in words."""
+    box = prediction.internals_box
+    if prediction.internals is None or box is None:
+        return ""
+    H, W = prediction.size
+    h, w = prediction.working_size
+    y0, y1, x0, x1 = box
+    where = (f"the whole photo at the working resolution {w}x{h}" if (y0, x0, y1, x1) == (0, 0, H, W) else
+             f"the window nearest the centre of the {w}x{h} working image (photo pixels x {x0}-{x1}, y {y0}-{y1})")
+    return (f"Levels of {where}; the prediction below is the whole photo's, and switching a level re-runs "
+            f"the heads on every window ({prediction.protocol.describe()}).")
+
+
 class PyramidView(QWidget):
     levelToggled = Signal(int, bool)
     allOnRequested = Signal()
@@ -116,6 +130,9 @@ class PyramidView(QWidget):
         controls.add_group(self.pooled_channel)
         controls.add_group(self.branch_channel)
         controls.add_group(all_on)
+        self.window_note = QLabel("")  # which part of the photo the level maps are of
+        self.window_note.setObjectName("windowNote")
+        self.window_note.setWordWrap(True)
 
         self.levels_row = QHBoxLayout()
         self.levels_row.setContentsMargins(6, 0, 6, 0)
@@ -158,6 +175,7 @@ class PyramidView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(controls)
+        lay.addWidget(self.window_note)
         lay.addWidget(split, 1)
 
     # --- inputs ---
@@ -197,10 +215,19 @@ class PyramidView(QWidget):
             c.set_overlay(None)
             c.set_photo(rgb)
         self.changed_label.setText("Changed pixels")
+        self.window_note.setText("")
         for card in self.cards.values():
             for v in (card.pooled, card.reduced, card.upsampled):
                 v.set_array(None, "")
             card.top.setText("")
+
+    def set_busy(self, text: str | None) -> None:
+        """Say that a level switch is being computed (None: it is done; the result's texts return)."""
+        if text:
+            self.result_label.setText(text)
+            self.changed_label.setText("Changed pixels: computing ...")
+        else:
+            self._show_result()
 
     def set_outcome(self, outcome: core.Outcome) -> None:
         new_base = self.outcome is None or outcome.base is not self.outcome.base
@@ -212,6 +239,7 @@ class PyramidView(QWidget):
                 self.pooled_channel.set_count(inner.levels[0].pooled.shape[1])
                 self.branch_channel.set_count(inner.levels[0].reduced.shape[1])
             self.refresh_levels()
+        self.window_note.setText(window_text(outcome.base))
         self._show_result()
 
     def set_summary(self, summary: core.PyramidSummary) -> None:
@@ -230,7 +258,7 @@ class PyramidView(QWidget):
         if inner is None:
             for card in self.cards.values():
                 for v in (card.pooled, card.reduced, card.upsampled):
-                    v.set_array(None, "no cached features: the image was predicted in sliding windows"
+                    v.set_array(None, "computing ... (a first look has no pyramid levels)"
                                 if self.outcome is not None else "")
             return
         mode = self.summary_box.currentData()

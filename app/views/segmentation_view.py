@@ -28,15 +28,20 @@ def hover_text(outcome: core.Outcome | None, classes: core.ClassTable | None, x:
     pred = outcome.prediction
     names = classes.names if classes is not None else [f"class {i}" for i in range(pred.num_classes)]
     c = int(pred.labels[y, x])
-    top = core.top_k_at(pred.probs, y, x, k)
-    tops = ", ".join(f"{names[i]} {100 * p:.1f} %" for i, p in top)
-    return (f"x {x}, y {y}  |  {names[c]} {100 * float(pred.probs[c, y, x]):.1f} %  |  top-{k}: {tops}  |  "
-            f"entropy {float(pred.entropy[y, x]):.2f}")
+    p = pred.probs_at(y, x).astype(np.float64)  # one pixel's probabilities, from the working-resolution maps
+    top = np.argsort(-p, kind="stable")[:k]
+    tops = ", ".join(f"{names[i]} {100 * p[i]:.1f} %" for i in top)
+    entropy = float(-(p * np.log(np.clip(p, 1e-12, 1.0))).sum())
+    return f"x {x}, y {y}  |  {names[c]} {100 * p[c]:.1f} %  |  top-{k}: {tops}  |  entropy {entropy:.2f}"
+
+
+INLINE_MAP_PIXELS = 2_000_000  # heat maps of larger photos are made by a job (mapWanted), not here
 
 
 class SegmentationView(QWidget):
     hovered = Signal(object)  # (x, y) or None
     modeChanged = Signal(str)
+    mapWanted = Signal(object, str, int)  # prediction, mode, class id: a heat map to make off the GUI thread
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -49,6 +54,13 @@ class SegmentationView(QWidget):
         self.class_id = 0
         self._maps: dict[tuple, np.ndarray] = {}  # uint8 heat maps of the current outcome
         self._heat = colormaps.heat_lut()
+        self._waiting: tuple | None = None  # the heat map asked for (mapWanted) and not yet here
+        self.busy_label = QLabel(self)  # over the canvas: what is being computed ("Predicting 40 %")
+        self.busy_label.setObjectName("busyNote")
+        self.busy_label.setStyleSheet("QLabel#busyNote { background: rgba(32, 33, 36, 200); color: white; "
+                                      "padding: 6px 10px; border-radius: 4px; }")
+        self.busy_label.setVisible(False)
+        self._busy_texts: dict[str, str] = {}
 
         self.mode_box = QComboBox()
         for key, text in MODES.items():
@@ -110,6 +122,8 @@ class SegmentationView(QWidget):
     def set_image(self, rgb: np.ndarray | None) -> None:
         self.outcome = None
         self._maps.clear()
+        self._waiting = None
+        self.set_busy("map", None)
         self.canvas.set_overlay(None)
         self.set_mask(None)
         self.canvas.set_photo(rgb)
@@ -150,7 +164,52 @@ class SegmentationView(QWidget):
     def set_outcome(self, outcome: core.Outcome) -> None:
         self.outcome = outcome
         self._maps.clear()
+        self._waiting = None
+        self.set_busy("map", None)
         self.refresh()
+
+    def set_map(self, prediction: core.Prediction, mode: str, class_id: int, values: np.ndarray) -> None:
+        """A heat map made by a job (see ``mapWanted``): shown if it is still the one wanted."""
+        if self.outcome is None or self.outcome.prediction is not prediction:
+            return
+        key = (mode, class_id if mode == "class" else None)
+        self._maps[key] = values
+        if self._waiting == key:
+            self._waiting = None
+            self.set_busy("map", None)
+        self.refresh()
+
+    def map_failed(self, prediction: core.Prediction) -> None:
+        if self.outcome is not None and self.outcome.prediction is prediction:
+            self._waiting = None
+            self.set_busy("map", None)
+
+    # --- what is being computed, over the canvas ---
+    def set_busy(self, what: str, text: str | None) -> None:
+        """Show (``text``) or clear (None) a note over the canvas; ``what`` keys it ("predict", "map",
+        "levels"), so each job clears only its own."""
+        if text:
+            self._busy_texts[what] = text
+        else:
+            self._busy_texts.pop(what, None)
+        shown = "\n".join(self._busy_texts.values())
+        self.busy_label.setText(shown)
+        self.busy_label.setVisible(bool(shown))
+        if shown:
+            self.busy_label.adjustSize()
+            self._place_busy()
+            self.busy_label.raise_()
+
+    def busy_text(self) -> str:
+        return self.busy_label.text() if self.busy_label.isVisible() else ""
+
+    def _place_busy(self) -> None:
+        geo = self.canvas.geometry()
+        self.busy_label.move(geo.x() + 12, geo.y() + 12)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._place_busy()
 
     def set_hidden_classes(self, hidden: set[int]) -> None:
         self.hidden = set(hidden)
@@ -207,12 +266,14 @@ class SegmentationView(QWidget):
         key = (self.mode, self.class_id if self.mode == "class" else None)
         m = self._maps.get(key)
         if m is None:
-            if self.mode == "confidence":
-                m = core.to_uint8(pred.confidence, 0.0, 1.0)
-            elif self.mode == "entropy":
-                m = core.to_uint8(pred.entropy, 0.0, math.log(max(2, pred.num_classes)))
-            else:
-                m = core.to_uint8(pred.probs[min(self.class_id, pred.num_classes - 1)], 0.0, 1.0)
+            h, w = pred.size
+            if h * w > INLINE_MAP_PIXELS:  # seconds for a big photo: a job makes it, a note says so
+                if self._waiting != key:
+                    self._waiting = key
+                    self.set_busy("map", f"Making the {MODES[self.mode].lower()} map ...")
+                    self.mapWanted.emit(pred, self.mode, self.class_id)
+                return None
+            m = core.overlay_map(pred, self.mode, self.class_id)
             self._maps[key] = m
         return m
 

@@ -39,12 +39,12 @@ class Agreement:
 def compare_models(before: PSPNet, after: PSPNet, project: Project, device: str | torch.device | None = None,
                    limit: int = COMPARE_LIMIT, *, cancel: Cancel = None) -> Generator[Progress, None, list[Agreement]]:
     """The agreement of ``before`` and ``after`` with every corrected image of ``project`` (at most
-    ``limit``), each predicted as the app predicts it (single pass, or sliding windows when large)."""
+    ``limit``), each predicted as the app predicts it (under the model's test protocol)."""
     yield Progress(fraction=0.0, message="comparing the models")
     dataset = open_dataset(project.root, "all", layout="ours")
     items = [i for i in range(len(dataset)) if dataset.mask_path(i) is not None][:limit]
     dev = device if device is not None else next(before.parameters()).device
-    old, new = Predictors.on(before, dev), Predictors.on(after, dev)
+    old, new = Predictors.on(before, dev, optimize=False), Predictors.on(after, dev, optimize=False)
     out: list[Agreement] = []
     for k, i in enumerate(items):
         check_cancel(cancel, "comparison cancelled")

@@ -14,35 +14,67 @@ from pathlib import Path
 from typing import Generator, Sequence
 
 import torch
+from torch import nn
 
-from core.constants import SLIDING_CROP, single_pass
 from core.generators import Cancel, Progress
 from core.infer import Predictor
+from core.inference.protocol import TestProtocol
+from core.model.inference import optimize_for_inference
 from core.model import PSPNet
 from core.weights import LoadedModel, load_model
 
 
 @dataclass
 class Predictors:
-    """A model's two predictors on one device: a single pass (with internals) and sliding windows."""
+    """A model's predictor on one device, under a test protocol: the model's own
+    (``default``) unless the user chose another (:meth:`with_protocol`).
+
+    ``module`` is what runs: an inference copy of ``model`` (:func:`core.optimize_for_inference`:
+    BatchNorm folded, the main head split by input group, fused CPU convolutions), made once
+    here and shared by every protocol and by the level switch. ``model`` is the model in use
+    itself (fine-tuning, copies and the inspector's weights read it)."""
 
     model: PSPNet
     device: torch.device
-    single: Predictor
-    windows: Predictor
+    predictor: Predictor
+    module: nn.Module
+    default: TestProtocol  # the model's own protocol (what the checkpoint records)
 
     @classmethod
-    def on(cls, model: PSPNet, device: str | torch.device, classes=None) -> "Predictors":
+    def on(cls, model: PSPNet, device: str | torch.device, classes=None, protocol: TestProtocol | None = None,
+           *, optimize: bool = True) -> "Predictors":
         """Move ``model`` to ``device`` (here, explicitly: a Predictor is not relied on to do it) and
-        make its predictors. Call it where the model is not in use by another thread."""
+        make its predictor (``protocol``: instead of the model's own). Call it where the model is
+        not in use by another thread."""
         device = torch.device(device)
         model.to(device).eval()
-        return cls(model, device, Predictor(model, device=device, classes=classes),
-                   Predictor(model, device=device, crop=SLIDING_CROP, classes=classes))
+        default = model_protocol(model)
+        module = optimize_for_inference(model) if optimize else model
+        predictor = Predictor(model, device=device, classes=classes, protocol=protocol or default, module=module)
+        return cls(model, device, predictor, module, default)
 
-    def for_image(self, shape: tuple[int, ...], limit: int | None = None) -> Predictor:
-        """The single pass for an image up to the single-pass size, else the sliding windows."""
-        return self.single if (single_pass(shape) if limit is None else single_pass(shape, limit)) else self.windows
+    @property
+    def protocol(self) -> TestProtocol:
+        return self.predictor.protocol
+
+    def with_protocol(self, protocol: TestProtocol | None) -> "Predictors":
+        """The same model and inference copy under ``protocol`` (None: the model's own)."""
+        predictor = Predictor(self.model, device=self.device, classes=self.predictor.classes,
+                              protocol=protocol or self.default, module=self.module)
+        return dataclasses.replace(self, predictor=predictor)
+
+    def for_image(self, shape: tuple[int, ...] | None = None) -> Predictor:
+        """The predictor for a photo (one for every size: the protocol scales the photo; kept for
+        callers that pass the image's shape)."""
+        return self.predictor
+
+
+def model_protocol(model: nn.Module) -> TestProtocol:
+    """The test protocol a model carries (``model.test_protocol``, set by :func:`core.load_model`
+    and kept by copies), else the photo at its own size (what a bare Predictor and a checkpoint
+    saved without one use)."""
+    found = getattr(model, "test_protocol", None)
+    return found if isinstance(found, TestProtocol) else TestProtocol.native()
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -83,4 +115,4 @@ def as_loaded(model: PSPNet, classes, provenance: dict, sources: Sequence[Path] 
 
     report = LoadReport(format="pspnet-studio", loaded=list(model.state_dict()), notes=[note] if note else [])
     return LoadedModel(model=model, config=model.cfg, classes=classes, provenance=provenance, report=report,
-                       sources=list(sources))
+                       sources=list(sources), protocol=getattr(model, "test_protocol", None))

@@ -15,8 +15,9 @@ from typing import Any, Generator, Literal, Sequence
 
 import numpy as np
 
-from core.generators import Cancel, Progress, check_cancel, relay
+from core.generators import Cancel, Progress, as_progress, check_cancel, relay
 from core.infer import Prediction, Predictor
+from core.inference.prediction import Preview
 from core.inspect import ChangeMap, LevelSwitch, change_map, class_shares
 from core.metrics import ConfusionMatrix, SegMetrics
 from core.model import PSPNet
@@ -41,6 +42,19 @@ class Outcome:
     def disabled_levels(self) -> tuple[int, ...]:
         return tuple(self.prediction.disabled_levels)
 
+    def memory_bytes(self) -> int:
+        """Bytes this outcome holds (its prediction, the base's when it is another, the maps
+        derived from them): what a cache of outcomes counts."""
+        total = self.prediction.memory_bytes()
+        if self.base is not self.prediction:
+            total += self.base.memory_bytes()
+        if self.aux_labels is not None and self.aux_labels is not self.prediction.aux_labels:
+            total += self.aux_labels.nbytes
+        for m in (self.disagreement, self.change):
+            if m is not None:
+                total += m.mask.nbytes
+        return int(total + self.shares.nbytes)
+
 
 def derive_outcome(path: Path | None, pred: Prediction, base: Prediction, mask: np.ndarray | None, seconds: float,
                    mode: Literal["full", "heads"], aux_labels: np.ndarray | None = None) -> Outcome:
@@ -59,11 +73,39 @@ def derive_outcome(path: Path | None, pred: Prediction, base: Prediction, mask: 
     return Outcome(path, pred, base, aux, disagreement, change, class_shares(pred.labels, k), metrics, seconds, mode)
 
 
+@dataclass(kw_only=True)
+class PreviewReady(Progress):
+    """An early look at a prediction on its way (:func:`predict_outcome` with ``preview``): the
+    main head's labels of the working pass's first windows, as an :class:`Outcome` to show until
+    the whole prediction replaces it (no auxiliary head, no pyramid internals)."""
+
+    outcome: Outcome
+
+
 def predict_outcome(predictor: Predictor, image: np.ndarray, path: Path | None, mask: np.ndarray | None,
-                    internals: bool, *, cancel: Cancel = None) -> Generator[Progress, None, Outcome]:
-    """Predict with every pyramid level on (the reference the level switches are compared with)."""
+                    internals: bool, *, preview: bool = False, cancel: Cancel = None
+                    ) -> Generator[Progress, None, Outcome]:
+    """Predict with every pyramid level on (the reference the level switches are compared with).
+
+    ``preview``: also yield one :class:`PreviewReady` when the predictor has an early prediction
+    (a protocol with more passes than one: the mirror image, several scales, many windows). Its
+    maps are made here, on the worker, so that nothing the views read is computed on the GUI
+    thread; so are the final prediction's."""
     t0 = time.perf_counter()
-    base = yield from relay(predictor.predict_steps(image, internals=internals, cancel=cancel))
+    steps = predictor.predict_steps(image, internals=internals, cancel=cancel, preview=preview)
+
+    def convert(item: Any) -> Progress:
+        if isinstance(item, Preview):
+            early = item.prediction
+            early.materialize()
+            _ = early.work_probs, early.work_confidence, early.work_entropy
+            check_cancel(cancel, "prediction cancelled")
+            out = derive_outcome(path, early, early, mask, time.perf_counter() - t0, "full")
+            return PreviewReady(fraction=float(item), message="a first look; refining", outcome=out)
+        return as_progress(item)
+
+    base = yield from relay(steps, convert)
+    base.materialize()
     seconds = time.perf_counter() - t0
     check_cancel(cancel, "prediction cancelled")
     return derive_outcome(path, base, base, mask, seconds, "full")
@@ -87,6 +129,34 @@ def rerun_outcome(switch: LevelSwitch, base: Outcome, mask: np.ndarray | None, d
     yield Progress(fraction=0.0, message="re-running the heads")
     t0 = time.perf_counter()
     pred = switch.rerun(disabled_levels) if disabled_levels else base.prediction
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0  # the switch itself: the labels
+    pred.materialize()  # its maps, here on the worker rather than on first use by a view
     check_cancel(cancel, "re-run cancelled")
     return derive_outcome(base.path, pred, base.prediction, mask, seconds, "heads", aux_labels=base.aux_labels)
+
+
+OVERLAY_MODES = ("confidence", "entropy", "class")
+
+
+def overlay_map(prediction: Prediction, mode: str, class_id: int = 0) -> np.ndarray:
+    """The (H, W) uint8 heat map a view shows for ``mode``: the confidence (0..1), the entropy
+    (0..ln K nats) or class ``class_id``'s probability (0..1), at the photo's size."""
+    import math
+
+    from core.inspect import to_uint8
+
+    if mode == "confidence":
+        return to_uint8(prediction.confidence, 0.0, 1.0)
+    if mode == "entropy":
+        return to_uint8(prediction.entropy, 0.0, math.log(max(2, prediction.num_classes)))
+    if mode == "class":
+        c = min(max(0, int(class_id)), prediction.num_classes - 1)
+        return to_uint8(prediction.class_probability(c), 0.0, 1.0)
+    raise ValueError(f"no heat map for mode {mode!r}; modes are {', '.join(OVERLAY_MODES)}")
+
+
+def overlay_map_job(prediction: Prediction, mode: str, class_id: int = 0, *,
+                    cancel: Cancel = None) -> Generator[Progress, None, np.ndarray]:
+    """:func:`overlay_map` as a job (a 12-megapixel photo's map takes a second or more)."""
+    yield Progress(fraction=0.0, message=f"making the {mode} map")
+    return overlay_map(prediction, mode, class_id)

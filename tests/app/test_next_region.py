@@ -42,7 +42,7 @@ def expected_queue(window) -> list[tuple[Path, tuple[int, int, int, int]]]:
     predictors = core.Predictors.on(core.copy_model(window.controller.loaded.model), "cpu")
     per = {}
     for e in window.controller.folder.entries:
-        pred = predictors.single.predict(core.read_image(e.path))
+        pred = predictors.predictor.predict(core.read_image(e.path))
         per[e.path.resolve()] = core.assess(pred, None).regions
     return [(k, r.region) for k, r in core.rank_regions(per)]
 

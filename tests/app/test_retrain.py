@@ -67,9 +67,9 @@ def test_retrain_improves_agreement_saves_history_and_rolls_back(qtbot, window, 
     saved = core.load_model(history[1].path)
     assert same_weights(state_of(saved.model), state_of(result.loaded.model))
     qtbot.waitUntil(lambda: c.outcome is not None and c.predictor.model is result.loaded.model
-                    and c._cache.get((str(c.image.path), c.models.generation)) is c.outcome, timeout=20000)
+                    and c._cache.get(c.cache_key()) is c.outcome, timeout=20000)
     # the shown prediction is the new model's (the saved checkpoint's, predicted here directly)
-    reference = core.Predictors.on(saved.model, "cpu").single.predict(c.image.image)
+    reference = core.Predictors.on(saved.model, "cpu").predictor.predict(c.image.image)
     np.testing.assert_array_equal(c.outcome.prediction.labels, reference.labels)
     # before / after: the new model agrees much better with the corrections
     with qtbot.waitSignal(rt.comparisonReady, timeout=60000) as blocker:

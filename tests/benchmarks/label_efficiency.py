@@ -132,7 +132,7 @@ def load_weak(args: argparse.Namespace) -> core.LoadedModel:
 
 
 def evaluate(model: PSPNet, val: list[tuple[np.ndarray, np.ndarray]], device: str) -> float:
-    predictor = core.Predictors.on(model, device).single
+    predictor = core.Predictors.on(model, device).predictor
     cm = ConfusionMatrix(len(SYNTHETIC_CLASSES))
     for image, mask in val:
         cm.update(predictor.predict(image).labels, mask)
@@ -216,7 +216,7 @@ def pick(strategy: str, state: "RunState", args: argparse.Namespace) -> Pick:
     elif strategy == "disagreement":
         rule = dataclasses.replace(rule, mix=1.0, gated=False)
     for i, (image, mask) in enumerate(zip(images, masks)):
-        pred = predictors.single.predict(image)
+        pred = predictors.predictor.predict(image)
         t1 = time.perf_counter()
         per[i] = core.assess(pred, mask, k=None, rule=rule).regions
         scoring += time.perf_counter() - t1
@@ -289,7 +289,7 @@ class RunState:
                 continue
             truth = self.truth[i][y0:y1, x0:x1]
             if i not in preds:
-                preds[i] = predictors.single.predict(self.images[i]).labels
+                preds[i] = predictors.predictor.predict(self.images[i]).labels
             wrong += int(((preds[i][y0:y1, x0:x1] != truth) & before).sum())
             lm.assign((y0, y1, x0, x1), np.where(before, truth, lm.data[y0:y1, x0:x1]))
             new += int(before.sum())

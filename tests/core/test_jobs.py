@@ -137,7 +137,7 @@ def test_compare_models_measures_agreement_with_the_masks(project_root):
     ds = core.open_dataset(project_root, "all", layout="ours")
     image, mask = ds[0]
     sel = mask != core.IGNORE
-    pred = core.Predictors.on(b.model, "cpu").single.predict(image).labels
+    pred = core.Predictors.on(b.model, "cpu").predictor.predict(image).labels
     row = next(r for r in rows if r.name == ds.name(0))
     assert row.labelled == int(sel.sum()) and row.after == pytest.approx(float((pred[sel] == mask[sel]).mean()))
     same = run_to_end(core.compare_models(a.model, a.model, project, "cpu"))
@@ -154,7 +154,7 @@ def test_score_images_yields_each_score_as_it_is_done(project_root):
     recs = []
     scores = run_to_end(core.score_images(model, "cpu", items, project.classes), recs.append)
     assert [r.index for r in recs] == [10, 11, 12] and recs[-1].fraction == pytest.approx(0.75)
-    pred = core.Predictors.on(model, "cpu").single.predict(core.read_image(paths[1]))
+    pred = core.Predictors.on(model, "cpu").predictor.predict(core.read_image(paths[1]))
     umap = core.uncertainty_map(pred.probs, pred.aux_probs, entropy=pred.entropy)
     assert scores[11] == pytest.approx(core.image_score(umap), rel=1e-5) and 99 not in scores
     assert core.ranked_indices([0.1, None, 0.5]) == [2, 0, 1]
@@ -185,16 +185,25 @@ def test_constants_are_defined_once():
 
     assert io.IGNORE is labels.IGNORE is loss.IGNORE_INDEX is core.IGNORE
     assert io.IMAGE_EXTENSIONS is core.IMAGE_EXTENSIONS
-    assert core.single_pass((1536, 2048)) and not core.single_pass((1537, 2048))
 
 
 def test_models_are_placed_explicitly_and_copied(project_root):
     classes = core.Project.open(project_root).classes
     loaded = tiny_loaded(classes)
+    loaded.model.test_protocol = core.TestProtocol(base_size=64, crop=48, source="test")  # what load_model sets
     predictors = run_to_end(core.place_model_job(loaded, "cpu"))
-    assert predictors.single.model is loaded.model and predictors.windows.crop == core.SLIDING_CROP
-    assert predictors.for_image((2048, 1536)) is predictors.single
-    assert predictors.for_image((4000, 3000)) is predictors.windows
+    assert predictors.predictor.model is loaded.model and predictors.model is loaded.model
+    assert predictors.protocol == loaded.model.test_protocol == predictors.default  # the checkpoint's own protocol
+    assert isinstance(predictors.module, core.InferencePSPNet) and predictors.module is not loaded.model
+    assert predictors.for_image((4000, 3000)) is predictors.predictor  # one predictor: the protocol scales photos
+    image = np.random.default_rng(0).integers(0, 255, (61, 83, 3), np.uint8)
+    plain = core.Predictor(loaded.model, protocol=predictors.protocol).predict(image)
+    fast = predictors.predictor.predict(image)
+    assert np.array_equal(plain.labels, fast.labels)  # the inference copy gives the model's labels
+    assert np.allclose(np.asarray(plain.work_probs, np.float32), np.asarray(fast.work_probs, np.float32), atol=2e-3)
+    other = predictors.with_protocol(core.TestProtocol(base_size=48, crop=33))
+    assert other.module is predictors.module and other.protocol.crop == 33 and other.default == predictors.default
+    assert predictors.with_protocol(None).protocol == predictors.default
     copy = run_to_end(core.copy_loaded_job(loaded))
     assert copy.model is not loaded.model and copy.sources == loaded.sources and copy.classes is loaded.classes
     assert all(torch.equal(v, state(loaded.model)[k]) for k, v in state(copy.model).items())
