@@ -183,6 +183,7 @@ _EXPORTS: dict[str, str] = {
     "derive_outcome": "core.jobs.outcome",
     "predict_outcome": "core.jobs.outcome",
     "PreviewReady": "core.jobs.outcome",
+    "SwitchReady": "core.jobs.outcome",
     "overlay_map": "core.jobs.outcome",
     "overlay_map_job": "core.jobs.outcome",
     "level_switch": "core.jobs.outcome",
@@ -321,8 +322,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
-        PreviewReady as PreviewReady, overlay_map as overlay_map, overlay_map_job as overlay_map_job,
-        level_switch as level_switch, prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
+        PreviewReady as PreviewReady, SwitchReady as SwitchReady, overlay_map as overlay_map,
+        overlay_map_job as overlay_map_job, level_switch as level_switch, prepare_level_switch as prepare_level_switch,
+        rerun_outcome as rerun_outcome)
     from core.jobs.pyramid_summary import (
         LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)
     from core.jobs.masks import (

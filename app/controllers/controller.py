@@ -101,6 +101,7 @@ class Controller(QObject):
         self.pyramid: core.PyramidSummary | None = None
         self.disabled_levels: tuple[int, ...] = ()
         self.cache_bytes = int(cache_bytes)
+        self._levels_note = ""  # what levelsBusy said last
         self.protocol_overrides: dict[str, object] = {}  # the user's choices over the model's own protocol
         self._image_gen = 0  # bumped when the image changes
         self._predict_task: Task | None = None
@@ -481,7 +482,7 @@ class Controller(QObject):
         base = self.base_outcome.prediction
         if self._switch is None or self._switch.base is not base:
             p = self.models.predictors
-            self._switch = core.level_switch(p.model, base, p.device)
+            self._switch = core.level_switch(p.model, base, p.device, module=p.module)
         return self._switch
 
     def prepare_levels(self) -> Task | None:
@@ -517,6 +518,11 @@ class Controller(QObject):
             return None
         return self._rerun()
 
+    def _levels_busy(self, text: str) -> None:
+        if text != self._levels_note:
+            self._levels_note = text
+            self.levelsBusy.emit(text)
+
     def _rerun(self) -> Task | None:
         if self._rerun_task is not None and not self._rerun_task.is_finished:
             self._rerun_task.cancel()
@@ -530,18 +536,29 @@ class Controller(QObject):
         gen = self._gen()
         t0 = time.perf_counter()
         off = ", ".join(map(str, self.disabled_levels))
-        self.levelsBusy.emit(f"Re-running the heads with level(s) {off} off ...")
+        self._levels_busy(f"Re-running the heads with level(s) {off} off ...")
         task = self.inference.submit("re-run heads", core.rerun_outcome, self._level_switch(), self.base_outcome,
                                      self._mask(), self.disabled_levels)
         self._rerun_task = task
-        task.done.connect(lambda: self._rerun_task in (None, task) and self.levelsBusy.emit(""))
+        task.done.connect(lambda: self._rerun_task in (None, task) and self._levels_busy(""))
+
+        def ready(rec: core.Progress) -> None:  # the labels first; the maps follow on the worker
+            if isinstance(rec, core.SwitchReady):
+                show(rec.outcome, finished=False)
 
         def done(outcome: core.Outcome) -> None:
+            show(outcome, finished=True)
+
+        def show(outcome: core.Outcome, finished: bool) -> None:
             if not self._current(gen) or self.base_outcome is None or self.base_outcome.prediction is not base:
                 return
             if outcome.disabled_levels != self.disabled_levels:
                 return  # a newer switch is on its way
-            self._rerun_task = None
+            if finished:
+                self._rerun_task = None
+            if self.outcome is outcome:
+                return  # shown when its labels were ready
+            self._levels_busy("")
             self.last_timing["rerun_s"] = time.perf_counter() - t0
             self.outcome = outcome
             change = outcome.change
@@ -551,6 +568,7 @@ class Controller(QObject):
                               f"heads re-run in {1000 * outcome.seconds:.0f} ms")
             self.outcomeReady.emit(outcome)
 
+        task.progress.connect(ready)
         task.succeeded.connect(done)
         task.failed.connect(lambda exc: self._fail("Re-running the heads failed", exc))
         return task

@@ -25,6 +25,27 @@ from core.model.pspnet import Internals
 
 
 @dataclass
+class WindowParts:
+    """What the level switch keeps of one window: the head convolution's share of layer4 and the
+    pyramid branches' grids (pooled and reduced), on the CPU."""
+
+    part0: Tensor  # (1, O, h, w) float32
+    levels: list[PyramidLevel]  # pooled / reduced grids; ``upsampled`` empty
+
+    @property
+    def nbytes(self) -> int:
+        ts = [self.part0] + [t for lv in self.levels for t in (lv.pooled, lv.reduced)]
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "WindowParts":
+        def mv(t: Tensor) -> Tensor:
+            return t.detach().to(device=device, dtype=dtype if dtype is not None else t.dtype)
+
+        return WindowParts(mv(self.part0), [PyramidLevel(lv.bin, mv(lv.pooled), mv(lv.reduced), mv(lv.upsampled),
+                                                         lv.enabled) for lv in self.levels])
+
+
+@dataclass
 class HeadOutput:
     main: Tensor  # (N, C, h, w) logits at the output resolution
     aux: Tensor | None
@@ -87,6 +108,50 @@ class Network:
         aux_out = m.aux_head(layer3) if (aux and self.has_aux) else None
         inner = Internals(layer3, layer4, levels or []) if internals else None
         return HeadOutput(main, aux_out, inner)
+
+    # --- the heads in parts, kept for the level switch (an inference copy with a split head) ----
+
+    @property
+    def splits_head(self) -> bool:
+        """Whether the main head can be run from its parts cheaply: an inference copy
+        (:func:`core.optimize_for_inference`) whose branches' share of the head's convolution is
+        computed on the pyramid's grids."""
+        m = self.module
+        return getattr(m, "ppm", None) is not None and bool(getattr(m, "split_head", False)) and hasattr(m, "_spread")
+
+    def heads_in_parts(self, layer3: Tensor, layer4: Tensor, *, aux: bool = True,
+                       internals: bool = False) -> tuple[HeadOutput, "WindowParts"]:
+        """:meth:`heads` with every level on, computed as the level switch computes it: the
+        head's convolution of layer4 (``part0``) plus each branch's share spread from its grid.
+        Returns the outputs and what a switch needs of this window (``part0`` and the branches'
+        grids: a few MB, not the features). Needs :attr:`splits_head`."""
+        m = self.module
+        conv = m.head.conv
+        c4 = layer4.shape[1]
+        part0 = F.conv2d(layer4, conv.weight[:, :c4], None, conv.stride, conv.padding, conv.dilation)
+        levels = []
+        for branch in m.ppm.branches:
+            pooled, reduced = branch(layer4)
+            up = (F.interpolate(reduced, size=layer4.shape[-2:], mode="bilinear", align_corners=m.ppm.align_corners)
+                  if internals else reduced[..., :0, :0])
+            levels.append(PyramidLevel(branch.bin, pooled, reduced, up, True))
+        parts = [part0] + self.branch_parts(levels, layer4.shape[-2:])
+        main = self.head_from_parts(parts)
+        aux_out = m.aux_head(layer3) if (aux and self.has_aux) else None
+        inner = Internals(layer3, layer4, levels) if internals else None
+        kept = WindowParts(part0, [PyramidLevel(lv.bin, lv.pooled, lv.reduced, lv.reduced[..., :0, :0], True)
+                                   for lv in levels])
+        return HeadOutput(main, aux_out, inner), kept
+
+    def branch_parts(self, levels: Sequence[PyramidLevel], size: Sequence[int]) -> list[Tensor]:
+        """Each branch's share of the head's convolution, spread from its reduced grid to the
+        features' ``size`` (:meth:`InferencePSPNet._spread`; needs :attr:`splits_head`)."""
+        m = self.module
+        conv = m.head.conv
+        size = (int(size[0]), int(size[1]))
+        out_size = [(n + 2 * p - d * (k - 1) - 1) // st + 1
+                    for n, p, d, k, st in zip(size, conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
+        return [m._spread(lv.reduced, m._taps(i), size, out_size) for i, lv in enumerate(levels)]
 
     def head_tail(self, conv_out: Tensor) -> Tensor:
         """The main head after its first convolution: BN, ReLU, dropout (off), classifier."""
@@ -163,4 +228,4 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-__all__ = ["Network", "HeadOutput", "internals_to_cpu", "model_device"]
+__all__ = ["Network", "HeadOutput", "WindowParts", "internals_to_cpu", "model_device"]

@@ -20,6 +20,7 @@ cursor) are computed from the working-resolution maps on demand (:class:`PhotoPr
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -69,16 +70,20 @@ class Prediction:
         self.disabled_levels = tuple(disabled_levels)
         self.notes = list(notes)
         self._deferred = deferred
+        self._lock = threading.RLock()
         self.switch_source = switch_source  # what core.LevelSwitch needs (set with internals=True)
         self.is_preview = preview
 
     # --- the maps, computed now or on first use ----------------------------------------------
 
     def materialize(self) -> "Prediction":
-        """Compute what is computed on demand (a level switch's probability maps) now."""
+        """Compute what is computed on demand (a level switch's probability maps) now. Safe from
+        several threads: a second caller waits for the first one's maps."""
         if self._deferred is not None:
-            fn, self._deferred = self._deferred, None
-            fn(self)
+            with self._lock:
+                if self._deferred is not None:
+                    self._deferred(self)
+                    self._deferred = None
         return self
 
     def _set_maps(self, work_probs: np.ndarray, work_confidence: np.ndarray, work_entropy: np.ndarray) -> None:

@@ -33,7 +33,7 @@ from core.classes import ClassTable
 from core.errors import Cancelled
 from core.generators import run_to_end
 from core.inference.compose import Placed, photo_labels, store_grid, working_maps
-from core.inference.forward import Network, internals_to_cpu, model_device
+from core.inference.forward import Network, WindowParts, internals_to_cpu, model_device
 from core.inference.maps import Accumulator, PassMap, window_values
 from core.inference.memory import (MemoryEstimate, PredictionOutOfMemory, PredictionTooLarge, available_memory,
                                    estimate, gib, is_out_of_memory)
@@ -59,10 +59,14 @@ class SwitchSource:
     x: Tensor  # (1, 3, Hp, Wp) the working pass's normalised input, on the CPU
     internals_window: int  # index (in passes[0].windows) of the window the internals are of
     protocol: TestProtocol
+    # per pass (as in ``passes``), per window: the head's parts, kept while predicting when the
+    # module splits its head (then the switch needs no second run of the backbone); else None
+    parts: list[list[WindowParts]] | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.x.numel() * self.x.element_size()
+        kept = sum(w.nbytes for pp in self.parts for w in pp) if self.parts else 0
+        return self.x.numel() * self.x.element_size() + kept
 
 
 class Predictor:
@@ -256,9 +260,14 @@ class Predictor:
             accs = {h: Accumulator(p, C, self.device) for h in heads}
             pending: list = []  # (aux logits at the output resolution, window) not summed yet
             keep = internals_window(p) if (internals and p.working) else None
+            in_parts = bool(internals and p.working and not disabled and net.splits_head)
             if internals and p.working:
-                source = SwitchSource([q for q in plan.passes if q.scale == p.scale], plan.photo, x.cpu(),
-                                      keep, self.protocol)
+                same = [q for q in plan.passes if q.scale == p.scale]
+                parts = (source.parts if source is not None and source.parts is not None
+                         and len(source.passes) == len(same) and all(a is b for a, b in zip(source.passes, same))
+                         else ([[] for _ in same] if in_parts else None))
+                source = SwitchSource(same, plan.photo, x.cpu(), keep, self.protocol, parts=parts)
+                pass_parts = parts[next(i for i, q in enumerate(same) if q is p)] if parts is not None else None
             for wi, win in enumerate(p.windows):
                 _check_cancel(cancel)
                 xw = x[..., win.y0:win.y1, win.x0:win.x1]
@@ -276,7 +285,11 @@ class Predictor:
                         yield n / stages
                         _check_cancel(cancel)
                 with torch.inference_mode(), self._autocast():
-                    out = net.heads(layer3, layer4, aux="aux" in heads, internals=wi == keep, disabled=disabled)
+                    if in_parts:  # as the level switch computes it; its parts kept
+                        out, wparts = net.heads_in_parts(layer3, layer4, aux="aux" in heads, internals=wi == keep)
+                        pass_parts.append(wparts.to("cpu", torch.float32))
+                    else:
+                        out = net.heads(layer3, layer4, aux="aux" in heads, internals=wi == keep, disabled=disabled)
                     accs["main"].add(window_values(net, out.main, p, win), win)
                     if "aux" in heads:  # summed after the preview: the overlay comes first
                         pending.append((out.aux, win))

@@ -1,10 +1,12 @@
 """Switching pyramid levels off: the heads re-run on the working pass, without the backbone.
 
 The main head's first layer is a convolution of ``[layer4, branch_1, ..., branch_n]``, so it
-is the sum of one convolution per input group. :meth:`LevelSwitch.prepare` computes those
-parts once for every window of the working pass (the scale nearest 1; its mirrored windows or
-mirrored image too), taking the inspector window's features from the prediction and running
-the backbone again on the others. A switch then costs a sum of cached parts, BatchNorm, ReLU
+is the sum of one convolution per input group. :meth:`LevelSwitch.prepare` gets those parts
+once for every window of the working pass (the scale nearest 1; its mirrored windows or
+mirrored image too): from the prediction itself when the predictor ran an inference copy with
+a split head (it keeps each window's layer4 share and the branches' grids: a few MB a window),
+else by taking the inspector window's features from the prediction and running the backbone
+again on the others. A switch then costs a sum of cached parts, BatchNorm, ReLU
 and the 1x1 classifier per window at the network's output resolution, and the photo's labels
 by :func:`core.inference.compose.photo_labels`, computed exactly but only where the label is
 in doubt (:class:`core.inference.maps.WindowedMap`). The probability, confidence and entropy
@@ -74,6 +76,19 @@ class LevelSwitch:
         src = self.source
         parts: list[list[list[Tensor]]] = []
         levels: list[list[list[PyramidLevel]]] = []
+        if src.parts is not None and self.net.splits_head:  # kept while predicting: no backbone to run
+            with torch.inference_mode():
+                for pass_parts in src.parts:
+                    pparts, plevels = [], []
+                    for kept in pass_parts:
+                        w = kept.to(self.device)
+                        pparts.append([w.part0] + self.net.branch_parts(w.levels, w.part0.shape[-2:]))
+                        plevels.append(w.levels)
+                    parts.append(pparts)
+                    levels.append(plevels)
+            self._parts, self._levels = parts, levels
+            self._coarse_reference()  # what the first fast switch would otherwise compute
+            return
         with torch.inference_mode():
             x = src.x.to(self.device)
             for pi, p in enumerate(src.passes):
@@ -103,6 +118,7 @@ class LevelSwitch:
                 parts.append(pparts)
                 levels.append(plevels)
         self._parts, self._levels = parts, levels
+        self._coarse_reference()
 
     def rerun(self, disabled_levels: Sequence[int], fill: str = "zeros", *, exact: bool = False) -> Prediction:
         """The prediction with the given levels (bins) off; its probability maps on first use.

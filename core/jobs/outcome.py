@@ -111,9 +111,10 @@ def predict_outcome(predictor: Predictor, image: np.ndarray, path: Path | None, 
     return derive_outcome(path, base, base, mask, seconds, "full")
 
 
-def level_switch(model: PSPNet, base: Prediction, device: Any) -> LevelSwitch:
-    """The head-only re-runner for ``base`` (cheap to make; :func:`prepare_level_switch` does the work)."""
-    return LevelSwitch(model, base, device=device)
+def level_switch(model: PSPNet, base: Prediction, device: Any, module: Any = None) -> LevelSwitch:
+    """The head-only re-runner for ``base`` (cheap to make; :func:`prepare_level_switch` does the
+    work). ``module``: what the predictor ran (an inference copy), so the switch computes as it did."""
+    return LevelSwitch(model, base, device=device, module=module)
 
 
 def prepare_level_switch(switch: LevelSwitch, *, cancel: Cancel = None) -> Generator[Progress, None, LevelSwitch]:
@@ -123,16 +124,30 @@ def prepare_level_switch(switch: LevelSwitch, *, cancel: Cancel = None) -> Gener
     return switch
 
 
+@dataclass(kw_only=True)
+class SwitchReady(Progress):
+    """The labels of a level switch, ready before its probability maps (which
+    :func:`rerun_outcome` makes next, on the worker)."""
+
+    outcome: Outcome
+
+
 def rerun_outcome(switch: LevelSwitch, base: Outcome, mask: np.ndarray | None, disabled_levels: Sequence[int], *,
                   cancel: Cancel = None) -> Generator[Progress, None, Outcome]:
-    """The head-only re-run from the cached features of ``base`` (no backbone, no aux head)."""
+    """The head-only re-run from the cached features of ``base`` (no backbone, no aux head).
+
+    Yields a :class:`SwitchReady` with the new labels as soon as they are known, then makes the
+    prediction's probability maps (hover, heat maps) here, not on first use by a view, and
+    returns the same outcome."""
     yield Progress(fraction=0.0, message="re-running the heads")
     t0 = time.perf_counter()
     pred = switch.rerun(disabled_levels) if disabled_levels else base.prediction
     seconds = time.perf_counter() - t0  # the switch itself: the labels
-    pred.materialize()  # its maps, here on the worker rather than on first use by a view
     check_cancel(cancel, "re-run cancelled")
-    return derive_outcome(base.path, pred, base.prediction, mask, seconds, "heads", aux_labels=base.aux_labels)
+    outcome = derive_outcome(base.path, pred, base.prediction, mask, seconds, "heads", aux_labels=base.aux_labels)
+    yield SwitchReady(fraction=0.5, message="making the probability maps", outcome=outcome)
+    pred.materialize()
+    return outcome
 
 
 OVERLAY_MODES = ("confidence", "entropy", "class")

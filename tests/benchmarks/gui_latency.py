@@ -210,6 +210,8 @@ def main() -> int:
     make_image(small, s, s)
     c.open_image(small)
     wait_for_signal(c.outcomeReady, 600)
+    while c.base_outcome is None:  # past the first look
+        wait_for_signal(c.outcomeReady, 600)
     print(f"{s}x{s} full prediction: {c.outcome.seconds:.2f} s")
     bins = c.bins
     # the first switch also computes the per-level head convolutions (the pyramid view does that
@@ -219,6 +221,8 @@ def main() -> int:
         t0 = time.perf_counter()
         c.set_level_enabled(b, False)
         (o,) = wait_for_signal(c.outcomeReady, 600)
+        while o.disabled_levels != (b,):
+            (o,) = wait_for_signal(c.outcomeReady, 600)
         total = time.perf_counter() - t0
         stall = beat.stop()
         print(f"switch {k}: level {b} off -> new prediction shown: {1000 * total:.0f} ms (heads re-run {1000 * o.seconds:.0f} ms), "

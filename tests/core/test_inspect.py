@@ -131,3 +131,44 @@ def test_level_switch_equals_rerun_heads_without_the_big_conv():
         switch.rerun([4])
     with pytest.raises(ValueError, match="internals=True"):
         ins.LevelSwitch(model, predictor.predict(image))
+
+
+def test_an_inference_copys_prediction_keeps_the_switch_parts_so_no_backbone_runs_again():
+    """Predicted by an inference copy (split head), a prediction keeps each working window's
+    layer4 share of the head and its pyramid grids: preparing the switch runs no backbone and
+    no head convolution, and the switches equal those of the plain model's own path."""
+    import core
+
+    torch.manual_seed(0)
+    model = core.build_model(core.ModelConfig(depth=18, base_width=8, num_classes=5, head_channels=32,
+                                              aux_channels=16)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+        model.head.classifier.weight.mul_(10)
+    protocol = core.TestProtocol.semseg("ade20k", base_size=72, crop=41)  # windows, mirrored
+    image = np.random.default_rng(1).integers(0, 255, (45, 61, 3), dtype=np.uint8)
+    fast_net = core.optimize_for_inference(model)
+    plain = core.Predictor(model, protocol=protocol).predict(image, internals=True)
+    kept = core.Predictor(model, protocol=protocol, module=fast_net).predict(image, internals=True)
+    src = kept.switch_source
+    assert plain.switch_source.parts is None
+    assert src.parts is not None and [len(pp) for pp in src.parts] == [len(p.windows) for p in src.passes]
+    assert src.nbytes > plain.switch_source.nbytes and kept.memory_bytes() > plain.memory_bytes()
+    # the prediction made in parts is the prediction
+    np.testing.assert_allclose(kept.work_probs.astype(np.float32), plain.work_probs.astype(np.float32), atol=2e-3)
+    assert (kept.labels != plain.labels).mean() < 1e-3
+    switch = ins.LevelSwitch(model, kept, module=fast_net)
+    calls = []
+    for m in (fast_net.backbone.layer1, fast_net.head.conv, model.backbone.layer1, model.head.conv):
+        m.register_forward_hook(lambda *a: calls.append("ran"))
+    switch.prepare()
+    assert calls == []  # nothing was run again: the parts came with the prediction
+    reference = ins.LevelSwitch(model, plain)  # the plain model: the backbone run again for every window
+    for disabled in ((6,), (1, 3), (1, 2, 3, 6)):
+        got, want = switch.rerun(disabled, exact=True), reference.rerun(disabled, exact=True)
+        assert (got.labels != want.labels).mean() < 1e-3
+        np.testing.assert_allclose(got.work_probs.astype(np.float32), want.work_probs.astype(np.float32), atol=2e-3)
+        assert (switch.rerun(disabled).labels != reference.rerun(disabled).labels).mean() < 1e-3
