@@ -97,8 +97,12 @@ def load(sources: list[str], *, device: str | None = None, num_classes: int | No
 def predictor(args: argparse.Namespace, loaded: "LoadedModel", *, aux: bool = True) -> Any:
     """A Predictor with the model's test protocol and the command line's overrides; says which."""
     from core.inference import Predictor
+    from core.model.inference import optimize_for_inference
 
-    pred = Predictor.from_loaded(loaded, device=resolve_device(args.device), amp=not args.no_amp, aux=aux,
+    device = resolve_device(args.device)
+    loaded.model.to(device).eval()  # the command's own model: what it runs is an inference copy of it
+    module = optimize_for_inference(loaded.model, aux=aux)
+    pred = Predictor.from_loaded(loaded, device=device, amp=not args.no_amp, aux=aux, module=module,
                                  **protocol_overrides(args))
     if not getattr(args, "quiet", False) and not getattr(args, "json", False):
         say(f"test protocol: {pred.protocol.describe()} [{pred.protocol.source or 'recorded in the checkpoint'}]",

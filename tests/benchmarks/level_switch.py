@@ -4,9 +4,10 @@
     python tests/benchmarks/level_switch.py                 # a 512x512 photo, semseg's ADE20K protocol
     python tests/benchmarks/level_switch.py --size 683x512  # a 4:3 photo: two windows and their mirrors
 
-The photo is predicted with internals (the working pass's windows); ``LevelSwitch.prepare``
-computes the per-level parts of the head's first convolution once (timed apart: the app does
-it in the background when the pyramid view is shown); then each switch is timed: the labels
+The photo is predicted with internals by the app's predictor (the inference copy, which keeps
+each working window's share of the head); ``LevelSwitch.prepare`` turns those into the
+per-level parts of the head's first convolution once (timed apart: the app does it in the
+background when the pyramid view is shown); then each switch is timed: the labels
 of the photo with the level(s) off (``LevelSwitch.rerun``'s fast path; their maps are left
 for first use). With ``--exact`` the exact switch is timed too and the two compared. Random
 weights in semseg's layout: the time of the fast path does not depend on their values (the
@@ -45,18 +46,19 @@ def main() -> int:
                      interpolation=cv2.INTER_CUBIC)
     torch.manual_seed(0)
     model = core.build_model(core.ModelConfig(depth=50, num_classes=150)).eval()
-    protocol = core.TestProtocol.semseg("ade20k")
-    pred = core.Predictor(model, protocol=protocol)
+    model.test_protocol = core.TestProtocol.semseg("ade20k")
+    predictors = core.Predictors.on(model, "cpu")  # as the app runs it: the inference copy
+    pred = predictors.predictor
     plan = pred.plan((h, w))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {w}x{h} photo, ResNet-50, 150 classes; "
           f"working {plan.working_size[1]}x{plan.working_size[0]}, {plan.forwards} windows")
     t = time.perf_counter()
     base = pred.predict(img, internals=True)
     print(f"prediction with internals: {time.perf_counter() - t:.1f} s")
-    switch = core.LevelSwitch(model, base)
+    switch = core.level_switch(model, base, "cpu", module=predictors.module)
     t = time.perf_counter()
     switch.prepare()
-    print(f"prepare (once; the other windows' backbone and the head parts): {time.perf_counter() - t:.1f} s, "
+    print(f"prepare (once; the head parts from what the prediction kept): {time.perf_counter() - t:.2f} s, "
           f"{switch.nbytes / 1e6:.0f} MB")
     times: dict[tuple[int, ...], list[float]] = {}
     for _ in range(args.repeats):
