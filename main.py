@@ -18,10 +18,19 @@ def _run_gui(args) -> int:
     return run_gui(args)
 
 
+def _is_gui(argv: list[str]) -> bool:
+    return not argv or argv[0] == "gui" or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if _is_gui(argv):  # before torch loads: its threads then sleep when they wait (core/threads.py)
+        from core.threads import prefer_passive_waiting
+
+        prefer_passive_waiting()
     from core.cli import main as cli_main
 
-    return cli_main(sys.argv[1:] if argv is None else argv, gui=_run_gui)
+    return cli_main(argv, gui=_run_gui)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ _EXPORTS: dict[str, str] = {
     "export_onnx": "core.export",
     "recommended_threads": "core.threads",
     "apply_thread_settings": "core.threads",
+    "prefer_passive_waiting": "core.threads",
     "ThreadSettingError": "core.threads",
     # mask correction and the project folder
     "LabelMask": "core.labels",
@@ -159,9 +160,6 @@ _EXPORTS: dict[str, str] = {
     "MASK": "core.constants",
     "UNREADABLE": "core.constants",
     "MASK_STATES": "core.constants",
-    "SINGLE_PASS_PIXELS": "core.constants",
-    "SLIDING_CROP": "core.constants",
-    "single_pass": "core.constants",
     # the jobs the app runs in its workers (core/jobs/)
     "ImageData": "core.jobs.images",
     "read_image_and_mask": "core.jobs.images",
@@ -184,6 +182,7 @@ _EXPORTS: dict[str, str] = {
     "predict_outcome": "core.jobs.outcome",
     "PreviewReady": "core.jobs.outcome",
     "SwitchReady": "core.jobs.outcome",
+    "materialize_job": "core.jobs.outcome",
     "overlay_map": "core.jobs.outcome",
     "overlay_map_job": "core.jobs.outcome",
     "level_switch": "core.jobs.outcome",
@@ -288,7 +287,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
     from core.export import export_onnx as export_onnx
     from core.threads import (
         recommended_threads as recommended_threads, apply_thread_settings as apply_thread_settings,
-        ThreadSettingError as ThreadSettingError)
+        prefer_passive_waiting as prefer_passive_waiting, ThreadSettingError as ThreadSettingError)
     from core.labels import LabelMask as LabelMask, Region as Region, Edit as Edit
     from core.journal import StrokeJournal as StrokeJournal, JournalStatus as JournalStatus
     from core.project_lock import LockHolder as LockHolder
@@ -310,8 +309,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_progress as as_progress, relay as relay, run_to_end as run_to_end)
     from core.constants import (
         IGNORE as IGNORE, IMAGE_EXTENSIONS as IMAGE_EXTENSIONS, MaskState as MaskState, NO_MASK as NO_MASK,
-        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES, SINGLE_PASS_PIXELS as SINGLE_PASS_PIXELS,
-        SLIDING_CROP as SLIDING_CROP, single_pass as single_pass)
+        MASK as MASK, UNREADABLE as UNREADABLE, MASK_STATES as MASK_STATES)
     from core.jobs.images import (
         ImageData as ImageData, read_image_and_mask as read_image_and_mask, ListedImage as ListedImage,
         FolderListing as FolderListing, list_folder as list_folder, listing_of_image as listing_of_image,
@@ -322,9 +320,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_a
         as_loaded as as_loaded)
     from core.jobs.outcome import (
         Outcome as Outcome, derive_outcome as derive_outcome, predict_outcome as predict_outcome,
-        PreviewReady as PreviewReady, SwitchReady as SwitchReady, overlay_map as overlay_map,
-        overlay_map_job as overlay_map_job, level_switch as level_switch, prepare_level_switch as prepare_level_switch,
-        rerun_outcome as rerun_outcome)
+        PreviewReady as PreviewReady, SwitchReady as SwitchReady, materialize_job as materialize_job,
+        overlay_map as overlay_map, overlay_map_job as overlay_map_job, level_switch as level_switch,
+        prepare_level_switch as prepare_level_switch, rerun_outcome as rerun_outcome)
     from core.jobs.pyramid_summary import (
         LevelSummary as LevelSummary, PyramidSummary as PyramidSummary, summarise_pyramid as summarise_pyramid)
     from core.jobs.masks import (

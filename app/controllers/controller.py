@@ -102,6 +102,7 @@ class Controller(QObject):
         self.disabled_levels: tuple[int, ...] = ()
         self.cache_bytes = int(cache_bytes)
         self._levels_note = ""  # what levelsBusy said last
+        self._maps_task: Task | None = None  # a switched prediction's maps, being made
         self.protocol_overrides: dict[str, object] = {}  # the user's choices over the model's own protocol
         self._image_gen = 0  # bumped when the image changes
         self._predict_task: Task | None = None
@@ -513,10 +514,18 @@ class Controller(QObject):
         if self.base_outcome is None:
             return None
         if not self.can_rerun():
-            self.message.emit("This prediction has no cached features (sliding windows); "
-                              "level switches apply to smaller images")
+            self.message.emit("This model has no pyramid pooling module: there is no level to switch"
+                              if not self.bins else "This prediction kept no features to re-run the heads on")
             return None
         return self._rerun()
+
+    def _materialize(self, prediction: core.Prediction) -> None:
+        """The shown switch's probability maps, made on the io runner (the inference runner stays
+        free for the next switch; one not needed any more is dropped)."""
+        if self._maps_task is not None and not self._maps_task.is_finished:
+            self._maps_task.cancel()
+        self._maps_task = self.io.submit("probability maps", core.materialize_job, prediction)
+        self._maps_task.failed.connect(lambda exc: self._fail("Could not make the probability maps", exc))
 
     def _levels_busy(self, text: str) -> None:
         if text != self._levels_note:
@@ -561,6 +570,7 @@ class Controller(QObject):
             self._levels_busy("")
             self.last_timing["rerun_s"] = time.perf_counter() - t0
             self.outcome = outcome
+            self._materialize(outcome.prediction)
             change = outcome.change
             self.message.emit(f"Levels off: {', '.join(map(str, outcome.disabled_levels))} - "
                               f"{change.changed if change else 0} pixels changed "

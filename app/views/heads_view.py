@@ -88,7 +88,8 @@ class HeadsView(QWidget):
         if o.aux_labels is None:
             self.aux.set_overlay(None)
             self.diff.set_overlay(None)
-            self.aux_metrics.setText("this model has no auxiliary head")
+            self.aux_metrics.setText("computing ... (a first look has the main head only)" if o.prediction.is_preview
+                                     else "this model has no auxiliary head")
             self.diff_metrics.setText("")
         else:
             self.aux.set_overlay(o.aux_labels, lut)

@@ -136,18 +136,25 @@ def rerun_outcome(switch: LevelSwitch, base: Outcome, mask: np.ndarray | None, d
                   cancel: Cancel = None) -> Generator[Progress, None, Outcome]:
     """The head-only re-run from the cached features of ``base`` (no backbone, no aux head).
 
-    Yields a :class:`SwitchReady` with the new labels as soon as they are known, then makes the
-    prediction's probability maps (hover, heat maps) here, not on first use by a view, and
-    returns the same outcome."""
+    Yields a :class:`SwitchReady` with the new labels as soon as they are known and returns the
+    same outcome; its probability maps (hover, heat maps) are left to :func:`materialize_job`,
+    so that the next switch does not wait for them."""
     yield Progress(fraction=0.0, message="re-running the heads")
     t0 = time.perf_counter()
     pred = switch.rerun(disabled_levels) if disabled_levels else base.prediction
     seconds = time.perf_counter() - t0  # the switch itself: the labels
     check_cancel(cancel, "re-run cancelled")
     outcome = derive_outcome(base.path, pred, base.prediction, mask, seconds, "heads", aux_labels=base.aux_labels)
-    yield SwitchReady(fraction=0.5, message="making the probability maps", outcome=outcome)
-    pred.materialize()
+    yield SwitchReady(fraction=1.0, message="labels ready", outcome=outcome)
     return outcome
+
+
+def materialize_job(prediction: Prediction, *, cancel: Cancel = None) -> Generator[Progress, None, Prediction]:
+    """Make what a prediction computes on first use (a level switch's probability maps) now, on a
+    worker, so that no view computes it on the GUI thread (a reader meanwhile waits for it)."""
+    yield Progress(fraction=0.0, message="making the probability maps")
+    check_cancel(cancel, "not needed any more")
+    return prediction.materialize()
 
 
 OVERLAY_MODES = ("confidence", "entropy", "class")

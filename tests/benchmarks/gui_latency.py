@@ -29,6 +29,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from core.threads import prefer_passive_waiting  # noqa: E402
+
+prefer_passive_waiting()  # as main.py does for the app, before torch loads
 import core  # noqa: E402
 from app.screenshots import wait_for_signal  # noqa: E402
 
@@ -90,6 +93,9 @@ class Heartbeat:
 
 def loaded_model(depth: int, classes: int):
     cfg = core.ModelConfig(depth=depth, num_classes=classes)
+    import torch
+
+    torch.manual_seed(0)  # the same random weights every run (how many pixels a switch changes depends on them)
     model = core.build_model(cfg).eval()
     table = core.ClassTable.builtin("ade20k") if classes == 150 else core.ClassTable.default(classes)
     report = core.LoadReport(format="pspnet-studio", notes=["benchmark: random weights"])

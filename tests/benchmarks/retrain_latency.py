@@ -30,6 +30,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from core.threads import prefer_passive_waiting  # noqa: E402
+
+prefer_passive_waiting()  # as main.py does for the app, before torch loads
 import core  # noqa: E402
 
 
@@ -74,6 +77,9 @@ def window_run(ckpt: Path, steps: int | None, device: str) -> None:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(["retrain-latency"])
+    import torch
+
+    torch.set_num_threads(core.recommended_threads(interactive=True))  # as the app sets it (core/cli.py)
     from app.main_window import MainWindow
     from app.controllers.retrainer import RetrainOptions
 

@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from core.threads import prefer_passive_waiting  # noqa: E402
+
+prefer_passive_waiting()  # as main.py does for the app, before torch loads
 import core  # noqa: E402
 from gui_latency import GCPauses, Heartbeat  # noqa: E402
 from retrain_latency import demo_model, demo_project  # noqa: E402
@@ -67,6 +70,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(["retrain-stall"])  # noqa: F841
+    import torch
+
+    torch.set_num_threads(core.recommended_threads(interactive=True))  # as the app sets it (core/cli.py)
     from app.controllers.retrainer import RetrainOptions
     from app.main_window import MainWindow
     from app.screenshots import drag

@@ -3,25 +3,56 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import core
-from core.threads import ENV, ThreadSettingError, apply_thread_settings, available_cores, recommended_threads
+from core.threads import (ENV, WAIT_POLICY, ThreadSettingError, apply_thread_settings, available_cores,
+                          passive_waiting, prefer_passive_waiting, recommended_threads)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(WAIT_POLICY, raising=False)
     return monkeypatch
 
 
 @pytest.mark.parametrize("cores, app, cli", [(1, 1, 1), (2, 1, 2), (4, 3, 4), (16, 15, 16)])
-def test_the_app_leaves_one_core_to_the_gui_and_the_cli_uses_all(clean_env, cores, app, cli):
+def test_with_spinning_threads_the_app_leaves_one_core_to_the_gui_and_the_cli_uses_all(clean_env, cores, app, cli):
     assert recommended_threads(interactive=True, cores=cores) == app
     assert recommended_threads(interactive=False, cores=cores) == cli
+
+
+@pytest.mark.parametrize("cores", [1, 2, 4, 16])
+def test_with_passive_waiting_the_app_uses_every_core(clean_env, cores):
+    assert recommended_threads(interactive=True, cores=cores, passive=True) == cores
+    clean_env.setenv(WAIT_POLICY, "passive")
+    assert passive_waiting() and recommended_threads(interactive=True, cores=cores) == cores
+    clean_env.setenv(WAIT_POLICY, "ACTIVE")  # the user's choice: spinning threads, a core left to the GUI
+    assert not passive_waiting() and recommended_threads(interactive=True, cores=cores) == max(1, cores - 1)
+
+
+def test_passive_waiting_is_asked_for_only_before_torch_and_never_over_the_users_choice(clean_env):
+    assert "torch" in sys.modules  # this test process: too late to change OpenMP's policy
+    assert prefer_passive_waiting() is False and WAIT_POLICY not in os.environ
+    clean_env.setenv(WAIT_POLICY, "PASSIVE")
+    assert prefer_passive_waiting() is True
+    code = ("import os, core.threads as t; r = t.prefer_passive_waiting(); import torch; "
+            "print(r, os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["True", "PASSIVE"]
+    env[WAIT_POLICY] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "ACTIVE"]
 
 
 def test_the_default_counts_the_cores_this_process_may_use(clean_env):
@@ -29,7 +60,7 @@ def test_the_default_counts_the_cores_this_process_may_use(clean_env):
     if hasattr(os, "sched_getaffinity"):
         assert n == len(os.sched_getaffinity(0))
     assert recommended_threads(interactive=False) == n
-    assert recommended_threads(interactive=True) == max(1, n - 1)
+    assert recommended_threads(interactive=True) == max(1, n - 1)  # OMP_WAIT_POLICY unset: threads spin
 
 
 def test_the_environment_wins(clean_env):
