@@ -118,6 +118,16 @@ def forward_s(module, repeats: int = 2) -> float:
     return statistics.median(times)
 
 
+def wait_idle(controller, timeout_s: float = 600) -> None:
+    """Process events until no job runs (the ranking's scores, a switch's maps): a user's pace."""
+    from PySide6.QtCore import QCoreApplication
+
+    end = time.perf_counter() + timeout_s
+    while (controller.busy or controller.background.busy) and time.perf_counter() < end:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+
+
 def peak_rss_gib() -> float:
     import resource
 
@@ -174,6 +184,7 @@ def main() -> int:
             wait_for_signal(c.outcomeReady, 3600)
         t_overlay = time.perf_counter() - t0
         stall = beat.stop()
+        wait_idle(c)
         f_after = forward_s(c.models.predictors.module)
         fwd = (f_before + f_after) / 2
         what = "a first look" if first.prediction.is_preview else "the whole prediction"
@@ -223,6 +234,7 @@ def main() -> int:
     # the first switch also computes the per-level head convolutions (the pyramid view does that
     # ahead, in the background, when it is shown); later switches reuse them
     for k, b in enumerate((bins[-1], bins[0], bins[1]), 1):
+        wait_idle(c)  # as a user clicks: after the last switch's maps are made
         beat.start()
         t0 = time.perf_counter()
         c.set_level_enabled(b, False)
