@@ -137,8 +137,8 @@ class Ranker(QObject):
     # ---- the shown image -------------------------------------------------------------------------
     def _outcome(self, outcome: core.Outcome) -> None:
         """Score the shown image (its all-levels prediction) in the background."""
-        if outcome.path is None or outcome.base is not outcome.prediction:
-            return
+        if outcome.path is None or outcome.base is not outcome.prediction or outcome.prediction.is_preview:
+            return  # a level switch, or a first look: the whole prediction is scored when it comes
         again = self._say_again
         if again is not None and again[0] == _key(outcome.path):
             self._say_again = None
@@ -274,7 +274,8 @@ class Ranker(QObject):
         # a copy of the model, made where the model lives, ranks beside the predictions of the shown image
         chain = Chain("rank images", [lambda _: c.models.copy(),
                                       lambda copy: c.background.submit("rank images", core.score_images, copy.model,
-                                                                       c.device, items, classes)])
+                                                                       c.device, items, classes,
+                                                                       protocol=c.protocol)])
         self.rank_task = chain
 
         def progress(rec: core.Progress) -> None:

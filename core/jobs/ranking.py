@@ -22,6 +22,7 @@ from core.data.io import read_image, read_mask
 from core.errors import StudioError
 from core.generators import Cancel, Progress, check_cancel
 from core.infer import Prediction
+from core.inference.protocol import TestProtocol
 from core.inference.sampling import resize_plane
 from core.jobs.models import Predictors
 from core.model import PSPNet
@@ -107,11 +108,13 @@ def uncertain_regions_job(source: ImageUncertainty, mask: np.ndarray | None, k: 
 
 
 def score_images(model: PSPNet, device: str | torch.device, items: Sequence[tuple[int, Path, np.ndarray | Path | None]],
-                 classes: ClassTable, *, cancel: Cancel = None) -> Generator[ScoredImage, None, dict[int, float]]:
-    """Predict and score each ``(index, image path, mask)`` (mask: an array, a mask file or None);
-    yields a :class:`ScoredImage` (score and regions) as each one is done; returns {index: score}.
-    An image that cannot be read is left out; a mask that cannot be read counts as no labels."""
-    predictors = Predictors.on(model, device)
+                 classes: ClassTable, *, protocol: TestProtocol | None = None,
+                 cancel: Cancel = None) -> Generator[ScoredImage, None, dict[int, float]]:
+    """Predict (under ``protocol``, default the model's own) and score each ``(index, image path,
+    mask)`` (mask: an array, a mask file or None); yields a :class:`ScoredImage` (score and
+    regions) as each one is done; returns {index: score}. An image that cannot be read is left
+    out; a mask that cannot be read counts as no labels."""
+    predictors = Predictors.on(model, device, protocol=protocol)
     scores: dict[int, float] = {}
     for k, (index, path, mask) in enumerate(items):
         check_cancel(cancel, "ranking cancelled")

@@ -59,17 +59,17 @@ def test_the_model_is_moved_copied_and_run_only_on_the_inference_runner(qtbot, w
     placed, copied, ranked_with = [], [], []
     on, copy_job, score = core.Predictors.on, core.copy_loaded_job, core.score_images
 
-    def spy_on(model, device, classes=None):
+    def spy_on(model, device, classes=None, protocol=None, **kw):
         placed.append(threading.get_ident())
-        return on(model, device, classes)
+        return on(model, device, classes, protocol, **kw)
 
     def spy_copy(loaded, *, cancel=None):
         copied.append(threading.get_ident())
         return (yield from copy_job(loaded, cancel=cancel))
 
-    def spy_score(model, device, items, classes, *, cancel=None):
-        ranked_with.append(model)
-        return (yield from score(model, device, items, classes, cancel=cancel))
+    def spy_score(model, device, items, classes, *, protocol=None, cancel=None):
+        ranked_with.append((model, protocol))
+        return (yield from score(model, device, items, classes, protocol=protocol, cancel=cancel))
 
     monkeypatch.setattr(core.Predictors, "on", staticmethod(spy_on))
     monkeypatch.setattr(core, "copy_loaded_job", spy_copy)
@@ -81,7 +81,8 @@ def test_the_model_is_moved_copied_and_run_only_on_the_inference_runner(qtbot, w
     inference = set(copied)
     assert len(inference) == 1 and gui not in inference
     assert placed[0] in inference  # the model was loaded and placed where it is run
-    assert len(ranked_with) == 1 and ranked_with[0] is not c.loaded.model  # ranking ran on its own copy
+    assert len(ranked_with) == 1 and ranked_with[0][0] is not c.loaded.model  # ranking ran on its own copy
+    assert ranked_with[0][1] == c.protocol  # under the protocol the window predicts with
     assert all(e.score is not None for e in c.folder.entries)
 
 
