@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Literal, Mapping
 
+import cv2
+import numpy as np
 import torch
 
 from core.constants import MASK
@@ -30,7 +32,8 @@ from core.data.datasets import open_dataset
 from core.data.io import image_size
 from core.errors import Cancelled, StudioError
 from core.generators import Cancel, Progress
-from core.jobs.models import as_loaded, copy_model
+from core.inference.protocol import TestProtocol
+from core.jobs.models import as_loaded, copy_model, model_protocol
 from core.model import PSPNet
 from core.project import CheckpointEntry, Project
 from core.training import TrainConfig, TrainResult, finetune
@@ -65,9 +68,45 @@ def warm_up_training(*, cancel: Cancel = None) -> Generator[Progress, None, None
     opt.step()
 
 
-def auto_crop(project: Project, limit: int = MAX_CROP) -> int:
-    """A training crop that covers the labelled images (their longest side, a multiple of 8), at
-    most ``limit`` and at least 64; ``limit`` when no labelled image can be measured."""
+class AtProtocolScale:
+    """A data set whose images (and masks) are resized as the model's test protocol resizes a
+    photo at scale 1 (semseg's ADE20K protocol: the long side to 512), so that fine-tuning
+    sees objects at the size the model is tested at: a 12-megapixel photo's objects are eight
+    times larger than that. Everything else is the data set's own (names, mask files, classes)."""
+
+    def __init__(self, dataset: Any, protocol: TestProtocol):
+        self.dataset, self.protocol = dataset, protocol
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.dataset[i]
+        return scale_pair(image, mask, self.protocol)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dataset, name)
+
+
+def scale_pair(image: np.ndarray, mask: np.ndarray, protocol: TestProtocol) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its mask at the size ``protocol`` runs the image at (scale 1): the image
+    bilinearly, the mask by nearest neighbour; unchanged when the protocol keeps native size."""
+    h, w = mask.shape[:2]
+    if protocol.base_size is None:
+        return image, mask
+    th, tw = protocol.scaled_size(h, w, 1.0)
+    if (th, tw) == (h, w):
+        return image, mask
+    shrink = th * tw < h * w
+    image = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return image, cv2.resize(mask, (tw, th), interpolation=cv2.INTER_NEAREST)
+
+
+def auto_crop(project: Project, limit: int = MAX_CROP, protocol: TestProtocol | None = None) -> int:
+    """A training crop that covers the labelled images (their longest side, a multiple of 8, as
+    ``protocol`` resizes them when given), at most ``limit`` and at least 64; ``limit`` when no
+    labelled image can be measured."""
     longest = 0
     for e in project.images():
         if e.state != MASK:
@@ -76,6 +115,8 @@ def auto_crop(project: Project, limit: int = MAX_CROP) -> int:
             h, w = image_size(e.image_path)
         except StudioError:
             continue
+        if protocol is not None and protocol.base_size is not None:
+            h, w = protocol.scaled_size(h, w, 1.0)
         longest = max(longest, h, w)
         if longest >= limit:
             break
@@ -108,7 +149,7 @@ def finetune_config(project: Project, model: PSPNet, settings: Mapping[str, Any]
         data["device"] = device
     data["steps"] = int(data["steps"])
     if not data.get("crop"):
-        data["crop"] = auto_crop(project)
+        data["crop"] = auto_crop(project, protocol=model_protocol(model))
     if data.get("val_every") is None:
         data["val_every"] = max(1, data["steps"] // VAL_POINTS)
     notes: list[str] = []
@@ -207,6 +248,11 @@ def finetune_project(loaded: LoadedModel, project: Project, settings: TrainConfi
         cfg, notes = settings, []
     else:
         cfg, notes = finetune_config(project, loaded.model, settings, device=device)
+    protocol = model_protocol(loaded.model)
+    if protocol.base_size is not None:  # train at the scale the model is tested at
+        dataset = AtProtocolScale(dataset, protocol)
+        notes = notes + [f"images resized as the model's test protocol runs them ({protocol.side} side "
+                         f"{protocol.base_size})"]
     for text in notes:
         yield Progress(message=text)
     model = copy_model(loaded.model)  # the given model is never changed

@@ -80,6 +80,40 @@ def test_finetune_defaults_suit_the_project(project_root):
     assert not cfg.cache_features and "frozen backbone" in notes[0] and (cfg.steps, cfg.crop, cfg.val_every) == (7, 64, 1)
 
 
+def test_finetuning_sees_the_images_at_the_scale_the_model_is_tested_at(project_root, tmp_path, monkeypatch):
+    """A model tested at a long side of 64 (as semseg's ADE20K models at 512) fine-tunes on the
+    project's 96x128 images resized to 48x64, masks by nearest neighbour; its protocol is kept."""
+    from core.jobs import finetune_project as fp
+
+    project = copy_project(project_root, tmp_path / "scaled")
+    start = tiny_loaded(project.classes)
+    start.model.test_protocol = core.TestProtocol(base_size=64, crop=48, source="test")
+    cfg, _ = core.finetune_config(project, start.model)
+    assert cfg.crop == 64  # covers the images as the protocol sizes them, not their 128 pixels
+    seen = []
+    real = fp.finetune
+
+    def spy(model, dataset, cfg, **kw):
+        seen.append([dataset[i] for i in range(len(dataset))])
+        return (yield from real(model, dataset, cfg, **kw))
+
+    monkeypatch.setattr(fp, "finetune", spy)
+    records = []
+    out = run_to_end(core.finetune_project(start, project, {"steps": 2, "batch": 2}, record=False), records.append)
+    raw = core.open_dataset(project.root, "all", layout="ours")
+    for (image, mask), i in zip(seen[0], range(len(raw))):
+        big_image, big_mask = raw[i]
+        assert image.shape == (48, 64, 3) and mask.shape == (48, 64)
+        assert np.array_equal(mask, big_mask[::2, ::2])  # nearest neighbour on the 2x grid: the labels as they were
+    assert any("long side 64" in getattr(r, "message", "") for r in records)
+    assert out.loaded.model.test_protocol == start.model.test_protocol
+    # a model that runs photos at their own size trains on them as they are
+    start.model.test_protocol = core.TestProtocol.native()
+    seen.clear()
+    run_to_end(core.finetune_project(start, project, {"steps": 1, "batch": 2}, record=False))
+    assert seen[0][0][1].shape == (96, 128)
+
+
 def test_finetune_project_records_the_same_history_from_the_app_and_the_command_line(project_root, tmp_path):
     results = {}
     for origin in ("app", "command line"):
