@@ -4,9 +4,10 @@ working resolution.
 Held (see :meth:`Prediction.memory_bytes`):
 
 - ``labels`` and ``aux_labels``: (H, W) uint8 at the photo's size, the procedure's exact argmax;
-- ``confidence`` and ``entropy``: (H, W) float32 at the photo's size, the working-resolution
-  maps (highest probability; entropy in nats) resized bilinearly band by band, on first use
-  (``work_confidence`` / ``work_entropy`` are those maps at the working resolution);
+- ``work_confidence`` / ``work_entropy``: (h, w) float32 at the working resolution (highest
+  probability; entropy in nats). ``confidence`` and ``entropy`` are those maps resized to the
+  photo bilinearly, band by band, on each read and not kept (48 MB each for a 12-megapixel
+  photo: a view keeps the 8-bit map it draws instead);
 - ``work_probs`` / ``work_aux_probs``: (C, h, w) float16, each head's probabilities at the
   working resolution (the scaled image of the working pass: e.g. 512 x 384 for a 4:3 photo
   under semseg's ADE20K protocol), on a coarser grid if that would exceed 128 MiB per head;
@@ -59,8 +60,6 @@ class Prediction:
         self.work_aux_probs = work_aux_probs
         self._work_conf = work_confidence
         self._work_ent = work_entropy
-        self._confidence: np.ndarray | None = None
-        self._entropy: np.ndarray | None = None
         self.aux_labels = aux_labels
         self._num_classes = int(num_classes)
         self.protocol = protocol
@@ -109,17 +108,14 @@ class Prediction:
 
     @property
     def confidence(self) -> np.ndarray:
-        """(H, W) float32: the highest probability, at the photo's size (made on first use)."""
-        if self._confidence is None:
-            self._confidence = resize_plane(self.work_confidence, self.size, dtype=np.float32)
-        return self._confidence
+        """(H, W) float32: the highest probability, at the photo's size (made on each read, not kept)."""
+        return resize_plane(self.work_confidence, self.size, dtype=np.float32)
 
     @property
     def entropy(self) -> np.ndarray:
-        """(H, W) float32: the entropy of the probabilities in nats, at the photo's size (made on first use)."""
-        if self._entropy is None:
-            self._entropy = resize_plane(self.work_entropy, self.size, dtype=np.float32)
-        return self._entropy
+        """(H, W) float32: the entropy of the probabilities in nats, at the photo's size (made on
+        each read, not kept)."""
+        return resize_plane(self.work_entropy, self.size, dtype=np.float32)
 
     @property
     def probs(self) -> "PhotoProbs":
@@ -151,7 +147,7 @@ class Prediction:
     def memory_bytes(self) -> int:
         """Bytes of the arrays and tensors this prediction holds (what a cache should count)."""
         arrays = [self.labels, self.aux_labels, self._work_probs, self.work_aux_probs, self._work_conf,
-                  self._work_ent, self._confidence, self._entropy]
+                  self._work_ent]
         total = sum(a.nbytes for a in arrays if a is not None)
         total += _internals_bytes(self.internals)
         src = self.switch_source

@@ -11,7 +11,8 @@ on the values):
 1. ``predict`` on the command line (a subprocess: read the JPEG, predict, write the mask):
    peak resident memory (target <= 2 GB) and wall time;
 2. what one Prediction holds (``Prediction.memory_bytes()``; target <= 300 MB), with the
-   photo-sized confidence and entropy made and with the inspector's internals;
+   inspector's internals and the level switch's parts (the photo-sized confidence and entropy
+   are made when read, not kept);
 3. the first overlay, core side: read the photo and predict until the preview after the
    unmirrored windows, against single 473x473 forwards of the same network timed in the same
    run, before and after (target: preview <= 2.5 forwards + 3 s).
@@ -93,7 +94,7 @@ def main() -> int:
 
     import torch
 
-    from core.inference import Predictor, Preview, TestProtocol
+    from core.inference import Preview, TestProtocol
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="pspnet-photo-"))
@@ -111,7 +112,7 @@ def main() -> int:
               f"exit {rc}   [python main.py predict --model R50 PHOTO --out DIR]")
 
     loaded = core.load_model(ckpt)
-    pred = Predictor.from_loaded(loaded)
+    pred = core.Predictors.on(loaded.model, "cpu", loaded.classes).predictor  # as the app runs it: the inference copy
     x = torch.randn(1, 3, 473, 473)
     forward_once(loaded.model, x)  # warm-up
     before = [forward_once(loaded.model, x) for _ in range(2)]
@@ -138,11 +139,12 @@ def main() -> int:
           f"{t_total:.1f} s; one 473x473 forward {fwd:.2f} s (median of {before + after}); preview = "
           f"{t_preview / fwd:.2f} forwards = {(t_preview - 3) / fwd:.2f} forwards + 3 s (target <= 2.5)")
     base = result.memory_bytes()
-    _ = result.confidence, result.entropy
+    _ = result.confidence, result.entropy  # made when read, not kept
     full = result.memory_bytes()
-    print(f"2. one Prediction holds {base / 1e6:.0f} MB with internals ({(base - result.switch_source.nbytes) / 1e6:.0f}"
-          f" MB without the switch input), {full / 1e6:.0f} MB with the photo-sized confidence and entropy "
-          f"(target <= 300); preview {first.memory_bytes() / 1e6:.0f} MB   [{result!r}]")
+    print(f"2. one Prediction holds {base / 1e6:.0f} MB with internals and what a level switch needs "
+          f"({(base - result.switch_source.nbytes) / 1e6:.0f} MB without the switch's input and head parts), "
+          f"{full / 1e6:.0f} MB after reading the photo-sized confidence and entropy (target <= 300); "
+          f"preview {first.memory_bytes() / 1e6:.0f} MB   [{result!r}]")
 
     if args.native:
         small = tmp / "r18.safetensors"

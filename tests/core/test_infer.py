@@ -347,7 +347,7 @@ def test_a_single_pass_reports_progress_per_backbone_stage_and_can_be_cancelled_
 def test_a_prediction_holds_full_size_labels_and_working_resolution_maps(model):
     """The memory model: uint8 labels (both heads) at the photo's size, float16 probabilities of
     both heads and float32 confidence / entropy at the working resolution; the photo-sized
-    confidence / entropy (float32) only once asked for; the inspector's features when asked."""
+    confidence / entropy (float32) made when read and not kept; the inspector's features when asked."""
     H, W = 300, 400
     img = image(H, W, seed=8)
     protocol = TestProtocol.semseg("ade20k", base_size=64, crop=41)
@@ -358,7 +358,7 @@ def test_a_prediction_holds_full_size_labels_and_working_resolution_maps(model):
     expected = 2 * H * W + 2 * K * h * w * 2 + 2 * h * w * 4
     assert p.memory_bytes() == expected
     assert p.confidence.shape == (H, W) and p.entropy.dtype == np.float32
-    assert p.memory_bytes() == expected + 2 * H * W * 4
+    assert p.memory_bytes() == expected  # read, not kept
     q = Predictor(model, protocol=protocol).predict(img, internals=True)
     inner = q.internals
     assert inner.layer4.dtype == torch.float32 and inner.layer3.dtype == inner.levels[0].upsampled.dtype == torch.float16
