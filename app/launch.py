@@ -25,6 +25,10 @@ import gc
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Qt is imported only when the window is wanted
+    from PySide6.QtWidgets import QApplication
 
 SCREENSHOT_TIMEOUT_S = float(os.environ.get("PSPNET_SCREENSHOT_TIMEOUT", "600"))
 SETTLE_MS = 300  # let pyqtgraph lay out and paint before grabbing
@@ -46,7 +50,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def _application():
+def application() -> "QApplication":
+    """The QApplication, made once with the app's names (they place its settings and app-data
+    folder) and style sheet."""
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
@@ -203,7 +209,7 @@ def run_gui(args: argparse.Namespace) -> int:
         return 2
     if screenshot and "QT_QPA_PLATFORM" not in os.environ:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    app = _application()
+    app = application()
     window = build_window(args)
     window.show()
     # the objects made so far live as long as the window: keep them out of the collector's

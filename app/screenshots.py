@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
+    from app.launch import application
 
-    app = QApplication.instance() or QApplication(["pspnet-studio"])
+    app = application()  # as the app starts: its names (settings, app-data folder) and style
     from app.demo import DemoLauncher, find_demo_checkpoint
     from app.main_window import MainWindow
 
