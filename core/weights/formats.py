@@ -44,6 +44,9 @@ class ForeignFormat:
     class_names: Callable[[dict[str, Any]], tuple[list[str], list | None] | None] = field(
         default=lambda extras: None)
     needs: Callable[[Mapping[str, Tensor]], str | None] = field(default=lambda t: None)  # problem or None
+    # ModelConfig fields the file's own metadata gives (over ``defaults``): extras -> (fields, note) or None
+    config_fields: Callable[[dict[str, Any]], tuple[dict[str, Any], str] | None] = field(
+        default=lambda extras: None)
     # the source's own test protocol, as far as the file tells: (extras, class count) -> (protocol, note)
     protocol: Callable[[dict[str, Any], int], tuple[TestProtocol, str]] = field(
         default=lambda extras, n: (TestProtocol(), "no test protocol is known for this format: used semseg's ADE20K "
@@ -163,11 +166,36 @@ def _csail_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
             "averaged; no windows, no mirror); --scales 1 runs only the 600 one")
 
 
-def _mmseg_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+def _mmseg_config_text(extras: dict[str, Any]) -> str | None:
+    """The mmseg config a checkpoint carries (``meta['config']`` of 0.x, ``meta['cfg']`` of 1.x)."""
     meta = extras.get("meta")
-    text = None
     if isinstance(meta, Mapping):
-        text = next((meta[k] for k in ("config", "cfg") if isinstance(meta.get(k), str)), None)
+        return next((meta[k] for k in ("config", "cfg") if isinstance(meta.get(k), str)), None)
+    return None
+
+
+def _mmseg_config_fields(extras: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """``align_corners`` and ``pool_scales`` of the decode head in the config the file carries
+    (the Cityscapes 769x769 models upsample with align_corners=True, the others with False)."""
+    text = _mmseg_config_text(extras)
+    head = _bracketed(text, "decode_head", "(", ")") if text else None
+    if head is None:
+        return None
+    fields: dict[str, Any] = {}
+    m = re.search(r"\balign_corners\s*=\s*(True|False)\b", head)
+    if m:
+        fields["align_corners"] = m.group(1) == "True"
+    m = re.search(r"\bpool_scales\s*=\s*[\(\[]([^\)\]]*)[\)\]]", head)
+    if m and re.findall(r"\d+", m.group(1)):
+        fields["bins"] = tuple(int(v) for v in re.findall(r"\d+", m.group(1)))
+    if not fields:
+        return None
+    said = ", ".join(f"{'pool_scales' if k == 'bins' else k}={v}" for k, v in fields.items())
+    return fields, f"from the mmseg config in the file's meta, over the assumption: {said}"
+
+
+def _mmseg_protocol(extras: dict[str, Any], n: int) -> tuple[TestProtocol, str]:
+    text = _mmseg_config_text(extras)
     if text:
         found = _mmseg_from_config(text)
         if found is not None:
@@ -300,6 +328,7 @@ MMSEG = ForeignFormat(
                 f"configs' values: {_BINS_NOTE}, dilations (1, 1, 2, 4) with contract_dilation (half in the first "
                 "block), align_corners=False"),
     class_names=_mmseg_classes,
+    config_fields=_mmseg_config_fields,
     protocol=_mmseg_protocol,
 )
 

@@ -115,12 +115,15 @@ def _load_foreign(files: list[WeightFile], where: str, num_classes: int | None):
     mapped = _map_files(files, where)
     fmt = mapped.fmt
     name_of = _namer(mapped)
-    cfg = arch.infer_config(mapped.tensors, fmt.defaults, where=where, fmt=fmt.name, name_of=name_of,
-                            backbone_only=fmt.backbone_only, depths=fmt.depths)
-    notes = [fmt.assumption]
     extras: dict[str, Any] = {}
     for wf in files:
         extras.update(wf.extras)
+    told = fmt.config_fields(extras)  # what the file's own metadata says over the format's assumption
+    defaults = {**fmt.defaults, **told[0]} if told else fmt.defaults
+    cfg = arch.infer_config(mapped.tensors, defaults, where=where, fmt=fmt.name, name_of=name_of,
+                            backbone_only=fmt.backbone_only, depths=fmt.depths)
+    notes = [fmt.assumption] + ([told[1]] if told else [])
+    for wf in files:
         if wf.stripped_prefix:
             notes.append(f"{wf.path.name}: removed the {wf.stripped_prefix!r} prefix of every key "
                          "(saved from a DataParallel model)")

@@ -156,6 +156,25 @@ def test_mmseg_files_take_their_config_test_pipeline_and_test_cfg(tmp_path):
     assert (p.base_size, p.max_long, p.crop, p.scales) == (512, 2048, None, (1.0,))
 
 
+def test_an_mmseg_config_in_the_file_sets_align_corners_and_pool_scales(tmp_path):
+    """The Cityscapes 769x769 models upsample with align_corners=True: read from the config the
+    file carries, the model computes what mmseg computes (not the assumed False)."""
+    config = MMSEG_0X_CONFIG.replace("align_corners=False", "align_corners=True")
+    model = tiny(stem_width=8, dilation="halved_first", basic_dilate_conv2=False, align_corners=True, num_classes=5)
+    path = tmp_path / "pspnet769.pth"
+    torch.save({"meta": {"config": config}, "state_dict": to_mmseg(model)}, path)
+    loaded = core.load_model(path)
+    assert loaded.config.align_corners is True and loaded.config == model.cfg
+    assert any("over the assumption: align_corners=True, pool_scales=(1, 2, 3, 6)" in n for n in loaded.report.notes)
+    x = torch.rand(1, 3, 67, 93) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.eval()(x).main, model.eval()(x).main)
+    # without its config the file gets the PSPNet configs' value, and says it assumed it
+    torch.save({"meta": {}, "state_dict": to_mmseg(model)}, path)
+    plain = core.load_model(path)
+    assert plain.config.align_corners is False and not any("over the assumption" in n for n in plain.report.notes)
+
+
 @pytest.mark.parametrize("classes, short", [(150, 512), (19, 1024)])
 def test_mmseg_files_without_their_config_get_the_data_set_configs(tmp_path, classes, short):
     loaded = _mmseg_file(tmp_path, {"mmseg_version": "1.2.2"}, classes)
