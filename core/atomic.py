@@ -31,7 +31,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _mode_for(path: Path) -> int:
@@ -59,7 +59,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from core.atomic import atomic_write_text
+from core.atomic import atomic_write_text, fsync_dir
 from core.errors import Cancelled, StudioError
 
 CancelFlag = Callable[[], bool] | threading.Event | None
@@ -209,7 +209,7 @@ def download(url: str, target: str | Path, *, sha256: str | None = None, size: i
         text = str(exc)
         raise DownloadError(text if isinstance(exc, DownloadError) else f"{url}: {text}") from None
     os.replace(part, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     _remove(state_file)
     yield DownloadProgress(url, target, done, total, done, stage="done", attempt=attempt)
     return target
@@ -343,19 +343,6 @@ def _remove(*paths: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _check_cancel(cancel: CancelFlag) -> None:

@@ -2,7 +2,9 @@
 
 Each route serves bytes and can misbehave on purpose: drop the connection part-way (a given
 number of times), answer an error status (a given number of times, or always), ignore Range
-requests, or change its ETag (a new version of the file). Every request is logged with its
+requests, change its ETag (a new version of the file), or hold its answer part-way until
+released (so that a test can click Cancel while a download is surely under way). The download
+tests in core and the model zoo dialog's tests in the app share it. Every request is logged with its
 Range / If-Range headers so the tests can check what the client asked for.
 """
 
@@ -25,6 +27,8 @@ class Route:
     drops: int = 0  # ... on this many requests
     status: int | None = None  # answer this error status ...
     failures: int = -1  # ... on this many requests (-1: always)
+    hold_after: int | None = None  # bytes of the file sent before waiting for ``release`` (a download surely
+    release: threading.Event = field(default_factory=threading.Event)  # under way, e.g. for a Cancel click)
 
     @property
     def sha256(self) -> str:
@@ -92,7 +96,16 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self.wfile.write(body)
+        try:
+            if route.hold_after is not None and start < route.hold_after:
+                first = route.hold_after - start
+                self.wfile.write(body[:first])
+                self.wfile.flush()
+                route.release.wait(30)
+                body = body[first:]
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a cancelled download)
+            pass
 
     def _error(self, code: int, reason: str) -> None:
         body = f"{code} {reason}\n".encode()

@@ -85,7 +85,9 @@ def test_available_devices_lists_cpu_first():
     assert ins.device_name("cpu") == "CPU"
 
 
-def test_level_switch_equals_rerun_heads_without_the_big_conv():
+def switch_model():
+    """A tiny PSPNet whose level switches change some pixels: non-trivial BatchNorm statistics and
+    a sharpened classifier."""
     import core
 
     torch.manual_seed(0)
@@ -97,6 +99,13 @@ def test_level_switch_equals_rerun_heads_without_the_big_conv():
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
         model.head.classifier.weight.mul_(10)
+    return model
+
+
+def test_level_switch_equals_rerun_heads_without_the_big_conv():
+    import core
+
+    model = switch_model()
     # the working pass in windows and mirrored: 45 x 61 at long side 72 -> 53 x 72, windows of 41
     protocol = core.TestProtocol.semseg("ade20k", base_size=72, crop=41)
     predictor = core.Predictor(model, protocol=protocol)
@@ -139,15 +148,7 @@ def test_an_inference_copys_prediction_keeps_the_switch_parts_so_no_backbone_run
     no head convolution, and the switches equal those of the plain model's own path."""
     import core
 
-    torch.manual_seed(0)
-    model = core.build_model(core.ModelConfig(depth=18, base_width=8, num_classes=5, head_channels=32,
-                                              aux_channels=16)).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-        model.head.classifier.weight.mul_(10)
+    model = switch_model()
     protocol = core.TestProtocol.semseg("ade20k", base_size=72, crop=41)  # windows, mirrored
     image = np.random.default_rng(1).integers(0, 255, (45, 61, 3), dtype=np.uint8)
     fast_net = core.optimize_for_inference(model)
