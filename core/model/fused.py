@@ -130,6 +130,11 @@ def _shortcut_ok(block: nn.Module) -> bool:
     return ds is None or (isinstance(ds, nn.Sequential) and len(ds) == 2 and _plain_conv(ds[0]) and _folded(ds[1]))
 
 
+def _shortcut(block: nn.Module, x: Tensor, pack: bool) -> Tensor:
+    """A residual block's shortcut: ``x``, or its folded 1x1 downsampling convolution (no ReLU)."""
+    return x if block.downsample is None else conv_relu(block.downsample[0], x, relu=False, pack=pack)
+
+
 class FusedBottleneck(Bottleneck):
     pack_weights = True
 
@@ -137,7 +142,7 @@ class FusedBottleneck(Bottleneck):
         if not use_fusion(x):
             return super().forward(x)
         p = self.pack_weights
-        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False, pack=p)
+        identity = _shortcut(self, x, p)
         out = conv_relu(self.conv1, x, pack=p)
         out = conv_relu(self.conv2, out, pack=p)
         return conv_add_relu(self.conv3, out, identity, pack=p)
@@ -150,7 +155,7 @@ class FusedBasicBlock(BasicBlock):
         if not use_fusion(x):
             return super().forward(x)
         p = self.pack_weights
-        identity = x if self.downsample is None else conv_relu(self.downsample[0], x, relu=False, pack=p)
+        identity = _shortcut(self, x, p)
         return conv_add_relu(self.conv2, conv_relu(self.conv1, x, pack=p), identity, pack=p)
 
 

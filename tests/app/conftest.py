@@ -58,13 +58,19 @@ def tiny_ckpt(tmp_path_factory, scenes) -> Path:
 @pytest.fixture(scope="session")
 def big_image(tmp_path_factory) -> Path:
     """A 1024x1024 photo-like image: slow enough with the tiny model to switch away mid-inference."""
+    return write_photo(tmp_path_factory.mktemp("big") / "big.png", 1024, 1024, cells=(16, 16), seed=0)
+
+
+def write_photo(path: Path, h: int, w: int, *, cells: tuple[int, int], seed: int) -> Path:
+    """A photo-like image (random colours, smoothly resized from a ``cells`` grid), written as the
+    suffix says (PNG, or JPEG at quality 90)."""
     import cv2
 
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-    img = cv2.resize(small, (1024, 1024), interpolation=cv2.INTER_CUBIC)
-    path = tmp_path_factory.mktemp("big") / "big.png"
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (*cells, 3), dtype=np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    assert cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
     return path
 
 

@@ -16,20 +16,15 @@ from PySide6.QtCore import Qt
 
 import core
 from app.controllers.model_fetch import ModelFetcher
-from tests.core.http_fixture import Route, refused_url, start_server
+from tests.core.http_fixture import Route, refused_url, serving
 
 LEFT = Qt.MouseButton.LeftButton
 
 
 @pytest.fixture()
 def server():
-    state, httpd, thread = start_server()
-    yield state
-    for r in state.routes.values():
-        r.release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving() as state:
+        yield state
 
 
 @pytest.fixture(scope="module")

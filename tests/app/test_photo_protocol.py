@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -15,7 +14,7 @@ from PySide6.QtWidgets import QApplication
 import core
 from app.launch import Screenshot
 from app.widgets.model_panel import DEFAULT
-from tests.app.conftest import tiny_model
+from tests.app.conftest import tiny_model, write_photo
 
 PROTOCOL = core.TestProtocol(base_size=64, crop=48, flip=True, source="tests: a small semseg-like protocol")
 
@@ -33,12 +32,7 @@ def protocol_ckpt(tmp_path_factory, scenes) -> Path:
 @pytest.fixture(scope="module")
 def phone_photo(tmp_path_factory) -> Path:
     """A 4000x3000 JPEG, what a phone takes."""
-    rng = np.random.default_rng(1)
-    small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
-    img = cv2.resize(small, (4000, 3000), interpolation=cv2.INTER_LINEAR)
-    path = tmp_path_factory.mktemp("phone") / "phone.jpg"
-    assert cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return path
+    return write_photo(tmp_path_factory.mktemp("phone") / "phone.jpg", 3000, 4000, cells=(24, 32), seed=1)
 
 
 def load(qtbot, window, ckpt: Path) -> None:

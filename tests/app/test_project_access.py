@@ -10,8 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import core
 from core.project_lock import LOCK_FILE
 from app.widgets.project_locked_dialog import ProjectLockedDialog
 from window_helpers import mouse_drag
+from tests.core.child_process import read_line as _line, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
@@ -53,21 +52,7 @@ _OPENER = """
 
 
 def _spawn(tmp_path: Path, code: str, *args: str) -> subprocess.Popen:
-    script = tmp_path / f"child_{abs(hash(code))}.py"
-    script.write_text(textwrap.dedent(code))
-    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-
-
-def _line(proc: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            return line.strip()
-        if proc.poll() is not None:
-            raise AssertionError(f"the child ended: {proc.stderr.read()}")
-    raise AssertionError("no answer from the child")
+    return spawn(tmp_path, code, *args)
 
 
 def _release(proc: subprocess.Popen) -> None:

@@ -10,12 +10,14 @@ Range / If-Range headers so the tests can check what the client asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 
 
 @dataclass
@@ -123,6 +125,20 @@ def start_server() -> tuple[Server, ThreadingHTTPServer, threading.Thread]:
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return state, httpd, thread
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[Server]:
+    """A running server for a ``with`` block (a test's fixture); shut down after it, holds released."""
+    state, httpd, thread = start_server()
+    try:
+        yield state
+    finally:
+        for route in state.routes.values():
+            route.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def refused_url(path: str = "/file.bin") -> str:

@@ -12,7 +12,7 @@ import pytest
 from core.download import DownloadError, download, part_path
 from core.errors import Cancelled, StudioError
 from core.generators import run_to_end
-from http_fixture import Route, refused_url, start_server
+from http_fixture import Route, refused_url, serving
 
 DATA = os.urandom(1_300_000)  # five 256 KiB chunks and a bit
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -20,11 +20,8 @@ SHA = hashlib.sha256(DATA).hexdigest()
 
 @pytest.fixture()
 def server():
-    state, httpd, thread = start_server()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving() as state:
+        yield state
 
 
 def fetch(url, target, **kw):

@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import cv2
@@ -27,6 +25,7 @@ from core.labels import LabelMask
 from core import project_lock
 from core.project import LOCK_FILE, Project
 from core.project_lock import LockHolder, ProjectLock, lock_holder
+from child_process import read_line as _line, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ClassTable.from_names(["sky", "tree", "road"])
@@ -52,21 +51,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _spawn(tmp_path: Path, code: str, *args: str, name: str = "child.py") -> subprocess.Popen:
-    script = tmp_path / name
-    script.write_text(textwrap.dedent(code))
-    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-
-
-def _line(proc: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            return line.strip()
-        if proc.poll() is not None:
-            raise AssertionError(f"the child ended: {proc.stderr.read()}")
-    raise AssertionError("no answer from the child")
+    return spawn(tmp_path, code, *args, name=name)
 
 
 _HOLDER = """

@@ -33,7 +33,7 @@ from core.weights.files import read_weight_file
 from core.weights.formats import detect, map_keys
 from core.weights.unpickle import InertObject
 from core import zoo
-from http_fixture import Route, refused_url, start_server
+from http_fixture import Route, refused_url, serving
 from reference_weights import model_keys, reference_dir, tsv_keys
 
 TINY = dict(num_classes=5, head_channels=16, aux_channels=8)
@@ -722,11 +722,8 @@ def served_backbone(server, tmp_path, name="resnet18", *, publish=True):
 
 @pytest.fixture()
 def server():
-    state, httpd, thread = start_server()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving() as state:
+        yield state
 
 
 def test_fetch_returns_a_cached_file_without_the_network(tmp_path, monkeypatch):

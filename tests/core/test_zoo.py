@@ -24,7 +24,7 @@ from core.download import DownloadError
 from core.generators import run_to_end
 from core.paths import app_data_dir
 from core.weights.formats import FORMATS
-from http_fixture import Route, refused_url, start_server
+from http_fixture import Route, refused_url, serving
 from reference_weights import model_keys, reference_dir, tsv_keys
 from zoo_layouts import csail_pair, fill, mmseg_pspnet, resnet, semseg_pspnet
 
@@ -34,11 +34,8 @@ BY_NAME = {e.name: e for e in ENTRIES}
 
 @pytest.fixture()
 def server():
-    state, httpd, thread = start_server()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving() as state:
+        yield state
 
 
 @pytest.fixture()
